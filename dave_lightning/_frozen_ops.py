@@ -1,0 +1,195 @@
+"""Autograd functions whose forward is the library kernel and whose backward is DAVE's Step I rule.
+
+Each non-linear operator of a ViT is written as an input-dependent linear operator applied to its
+input, ``F(x) = L(x) x``. The functions here keep ``L(x)`` constant in the backward pass:
+
+* LayerNorm ``γ ⊙ (x - mean(x)) · r + β`` with ``r = 1 / sqrt(var(x) + eps)`` frozen, so the input
+  gradient is ``r · (gγ - mean(gγ))`` (mean-centring and ``γ``, ``β`` keep their gradient).
+* GELU ``x · Φ(x)`` with the gate ``Φ(x) = GELU(x) / x`` frozen, so the input gradient is ``g · Φ(x)``.
+  The tanh approximation and QuickGELU ``x · sigmoid(1.702 x)`` use their own gates.
+
+Both backward rules drop terms of the ordinary derivative, so they are cheaper than it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["frozen_gate_gelu", "frozen_gate_quick_gelu", "frozen_scale_layer_norm", "gelu_gate"]
+
+_SQRT_HALF = math.sqrt(0.5)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_QUICK_GELU_SLOPE = 1.702
+
+
+def gelu_gate(x: Tensor, approximate: str = "none") -> Tensor:
+    """The gate ``Φ(x)`` with ``GELU(x) = x · Φ(x)``, for exact or tanh-approximated GELU.
+
+    Args:
+        x: Pre-activation values.
+        approximate: ``"none"`` for the exact GELU, ``"tanh"`` for the tanh approximation.
+
+    Returns:
+        The gate, same shape and dtype as ``x``.
+
+    Example:
+        >>> import torch
+        >>> gelu_gate(torch.tensor([0.0, 100.0]))
+        tensor([0.5000, 1.0000])
+    """
+    if approximate == "tanh":
+        return 0.5 * (1.0 + torch.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x.pow(3))))
+    return 0.5 * (1.0 + torch.erf(x * _SQRT_HALF))
+
+
+class _FrozenGateGELU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, approximate: str) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        return F.gelu(x, approximate=approximate)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
+        (x,) = ctx.saved_tensors
+        return grad_output * gelu_gate(x, ctx.approximate), None
+
+
+class _FrozenGateQuickGELU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        gate = torch.sigmoid(_QUICK_GELU_SLOPE * x)
+        ctx.save_for_backward(gate)
+        return x * gate
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> Tensor:
+        (gate,) = ctx.saved_tensors
+        return grad_output * gate
+
+
+def _layer_norm_with_stats(
+    x: Tensor,
+    normalized_shape: tuple[int, ...],
+    weight: Tensor | None,
+    bias: Tensor | None,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Library layer norm plus the mean and inverse standard deviation it used."""
+    if not torch.is_autocast_enabled(x.device.type):
+        out, mean, rstd = torch.native_layer_norm(x, normalized_shape, weight, bias, eps)
+        return out, mean, rstd
+    # Under autocast `F.layer_norm` follows the autocast policy (e.g. float32 on CUDA): keep it
+    # for the forward values and compute the statistics separately in float32.
+    out = F.layer_norm(x, normalized_shape, weight, bias, eps)
+    dims = tuple(range(-len(normalized_shape), 0))
+    var, mean = torch.var_mean(x.float(), dim=dims, unbiased=False, keepdim=True)
+    return out, mean, torch.rsqrt(var + eps)
+
+
+class _FrozenScaleLayerNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        normalized_shape: tuple[int, ...],
+        eps: float,
+    ) -> Tensor:
+        out, mean, rstd = _layer_norm_with_stats(x, normalized_shape, weight, bias, eps)
+        ctx.save_for_backward(x, weight, mean, rstd)
+        ctx.norm_dims = tuple(range(-len(normalized_shape), 0))
+        return out
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_output: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
+        x, weight, mean, rstd = ctx.saved_tensors
+        dims = ctx.norm_dims
+        needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        rstd = rstd.to(grad_output.dtype)
+        grad_x = grad_weight = grad_bias = None
+        if needs_x:
+            scaled = grad_output if weight is None else grad_output * weight
+            grad_x = (scaled - scaled.mean(dim=dims, keepdim=True)) * rstd
+        batch_dims = tuple(range(grad_output.dim() - len(dims)))
+        if needs_weight:
+            normalized = (x - mean.to(x.dtype)) * rstd
+            grad_weight = (grad_output * normalized).sum(dim=batch_dims)
+        if needs_bias:
+            grad_bias = grad_output.sum(dim=batch_dims)
+        return grad_x, grad_weight, grad_bias, None, None
+
+
+def frozen_gate_gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """``F.gelu`` in the forward pass; the gate ``Φ(x)`` is held constant in the backward pass.
+
+    Args:
+        x: Pre-activation values.
+        approximate: ``"none"`` (exact) or ``"tanh"``, as for ``torch.nn.functional.gelu``.
+
+    Returns:
+        ``F.gelu(x, approximate)``; its gradient is ``grad_output · Φ(x)``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([-1.0, 2.0], requires_grad=True)
+        >>> frozen_gate_gelu(x).sum().backward()
+        >>> torch.allclose(x.grad, gelu_gate(x.detach()))
+        True
+    """
+    out: Tensor = _FrozenGateGELU.apply(x, approximate)
+    return out
+
+
+def frozen_gate_quick_gelu(x: Tensor) -> Tensor:
+    """QuickGELU ``x · sigmoid(1.702 x)`` with its sigmoid gate held constant in backward.
+
+    Args:
+        x: Pre-activation values.
+
+    Returns:
+        ``x · sigmoid(1.702 x)``; its gradient is ``grad_output · sigmoid(1.702 x)``.
+    """
+    out: Tensor = _FrozenGateQuickGELU.apply(x)
+    return out
+
+
+def frozen_scale_layer_norm(
+    x: Tensor,
+    normalized_shape: tuple[int, ...],
+    weight: Tensor | None,
+    bias: Tensor | None,
+    eps: float,
+) -> Tensor:
+    """``F.layer_norm`` in the forward pass; ``1 / sqrt(var + eps)`` is constant in backward.
+
+    Args:
+        x: Input whose trailing dimensions match ``normalized_shape``.
+        normalized_shape: The normalised trailing shape.
+        weight: The scale ``γ`` or ``None``.
+        bias: The shift ``β`` or ``None``.
+        eps: The variance floor.
+
+    Returns:
+        The library layer norm of ``x``; the input gradient is ``r · (gγ - mean(gγ))``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+        >>> y = frozen_scale_layer_norm(x, (5,), None, None, 1e-6)
+        >>> (grad,) = torch.autograd.grad(y[:, 0].sum(), x)
+        >>> rstd = 1 / (x.var(-1, unbiased=False, keepdim=True) + 1e-6).sqrt()
+        >>> expected = (torch.eye(5, dtype=torch.float64)[0] - 0.2) * rstd
+        >>> torch.allclose(grad, expected)
+        True
+    """
+    out: Tensor = _FrozenScaleLayerNorm.apply(x, weight, bias, tuple(normalized_shape), eps)
+    return out

@@ -1,0 +1,243 @@
+"""The interface every attribution method shares, with its input checks and safety guard.
+
+An :class:`Attributor` is built from a model and keyword options; ``attribute(images, target)``
+returns signed pixel maps ``(B, H, W)``, or ``(B, K, H, W)`` for several targets per image. It can
+be called from any grad mode (plain, ``no_grad``, ``inference_mode``) and any module mode: it runs
+the model in eval mode with gradients enabled, restores every module's mode afterwards, never
+writes a parameter's ``.grad``, never changes ``requires_grad`` and never touches the global RNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from dave_lightning.errors import BadInputError
+
+__all__ = ["Attributor", "Target", "attribution_session", "check_positive_int"]
+
+Target = int | Sequence[int] | Tensor
+"""An int (same class for every image), a ``(B,)`` tensor, or a ``(B, K)`` tensor of classes."""
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` when it is an int ``>= minimum``, else raise :class:`BadInputError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BadInputError.for_argument(name, f"an integer >= {minimum}", repr(value))
+    return value
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {value!r}"
+
+
+def expected_in_channels(model: nn.Module) -> int | None:
+    """The channel count ``model`` takes, when it says so (timm models do)."""
+    channels = getattr(model, "in_chans", None)
+    if isinstance(channels, int):
+        return channels
+    for module in model.modules():
+        channels = getattr(module, "in_chans", None)
+        if isinstance(channels, int):
+            return channels
+    return None
+
+
+def model_num_classes(model: nn.Module) -> int | None:
+    """The number of output classes ``model`` declares, when it does (timm models do)."""
+    for module in model.modules():
+        classes = getattr(module, "num_classes", None)
+        if isinstance(classes, int) and classes > 0:
+            return classes
+    return None
+
+
+def check_images(images: Any, in_channels: int | None) -> Tensor:
+    """Validate a batch of images; reject NaN/inf before any pass is spent."""
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise BadInputError.for_argument("images", "a 4-D tensor (B, C, H, W)", _describe(images))
+    if not images.is_floating_point():
+        raise BadInputError.for_argument("images", "a floating-point tensor", _describe(images))
+    if images.shape[0] == 0:
+        raise BadInputError.for_argument("images", "at least one image", _describe(images))
+    if in_channels is not None and images.shape[1] != in_channels:
+        raise BadInputError.for_argument(
+            "images", f"{in_channels} channels (B, {in_channels}, H, W) as the model takes",
+            _describe(images),
+        )
+    if not bool(torch.isfinite(images).all()):
+        bad = int((~torch.isfinite(images)).sum())
+        raise BadInputError.for_argument(
+            "images", "finite values", f"{bad} NaN or infinite values in {_describe(images)}"
+        )
+    return images
+
+
+def parse_target(target: Any, batch_size: int, num_classes: int | None) -> tuple[Tensor, bool]:
+    """Normalise ``target`` to a ``(B, K)`` int64 tensor; the flag says whether ``K`` is implied.
+
+    Returns:
+        ``(targets, single)``: ``single`` is ``True`` when one class per image was given, so the
+        caller returns ``(B, H, W)`` instead of ``(B, K, H, W)``.
+    """
+    expected = (
+        f"an int, a (B,) or a (B, K) integer tensor of class indices with B = {batch_size}"
+    )
+    if isinstance(target, bool):
+        raise BadInputError.for_argument("target", expected, _describe(target))
+    if isinstance(target, int):
+        tensor = torch.full((batch_size, 1), target, dtype=torch.long)
+        single = True
+    else:
+        if not isinstance(target, Tensor):
+            try:
+                target = torch.as_tensor(target)
+            except (TypeError, ValueError, RuntimeError):
+                raise BadInputError.for_argument("target", expected, _describe(target)) from None
+        if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
+            raise BadInputError.for_argument("target", expected, _describe(target))
+        if target.dim() not in (1, 2) or target.shape[0] != batch_size or target.numel() == 0:
+            raise BadInputError.for_argument("target", expected, _describe(target))
+        single = target.dim() == 1
+        tensor = target.detach().to("cpu", torch.long).reshape(batch_size, -1)
+    check_target_range(tensor, num_classes)
+    return tensor, single
+
+
+def check_target_range(targets: Tensor, num_classes: int | None) -> None:
+    """Raise :class:`BadInputError` when a class index is outside ``[0, num_classes)``."""
+    low, high = int(targets.min()), int(targets.max())
+    limit = math.inf if num_classes is None else num_classes
+    if low < 0 or high >= limit:
+        raise BadInputError.for_argument(
+            "target",
+            f"class indices in [0, {num_classes})" if num_classes else "class indices >= 0",
+            f"indices from {low} to {high}",
+        )
+
+
+def parse_image_ids(image_ids: Any, batch_size: int) -> list[int]:
+    """Normalise ``image_ids`` (keys of each image's random stream) to a list of ints."""
+    if image_ids is None:
+        return list(range(batch_size))
+    ids = torch.as_tensor(image_ids)
+    if ids.dtype.is_floating_point or ids.shape != (batch_size,):
+        raise BadInputError.for_argument(
+            "image_ids", f"{batch_size} integers, one per image", _describe(image_ids)
+        )
+    return [int(i) for i in ids.tolist()]
+
+
+@contextlib.contextmanager
+def attribution_session(
+    model: nn.Module, device_type: str, autocast_dtype: torch.dtype | None = None
+) -> Iterator[None]:
+    """Run a block with gradients on, the model in eval mode, autocast off or as asked.
+
+    Every module's ``training`` flag is restored on exit, also when the block raises. Works
+    inside ``no_grad`` and ``inference_mode``.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    autocast = torch.autocast(
+        device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+    )
+    try:
+        with torch.inference_mode(False), torch.enable_grad(), autocast:
+            model.eval()
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+class Attributor(ABC):
+    """Base class of attribution methods: ``attribute(images, target) -> maps``.
+
+    Subclasses implement :meth:`_attribute` on validated inputs and inside
+    :func:`attribution_session`; this class validates, guards and reduces channels.
+
+    Args:
+        model: The classifier; its output is ``(B, num_classes)`` raw logits.
+        max_batch_size: The largest number of model inputs per forward/backward pass.
+        autocast_dtype: ``None`` (default) computes in the input's dtype with autocast off, even
+            under mixed precision; e.g. ``torch.bfloat16`` opts in to autocast.
+    """
+
+    name: ClassVar[str] = "attributor"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        max_batch_size: int = 64,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise BadInputError.for_argument("model", "a torch.nn.Module", _describe(model))
+        if autocast_dtype is not None and not (
+            isinstance(autocast_dtype, torch.dtype) and autocast_dtype.is_floating_point
+        ):
+            raise BadInputError.for_argument(
+                "autocast_dtype", "None or a floating torch.dtype", repr(autocast_dtype)
+            )
+        self.model = model
+        self.max_batch_size = check_positive_int("max_batch_size", max_batch_size)
+        self.autocast_dtype = autocast_dtype
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={type(self.model).__name__})"
+
+    def attribute(
+        self,
+        images: Tensor,
+        target: Target,
+        *,
+        keep_channels: bool = False,
+        image_ids: Sequence[int] | Tensor | None = None,
+    ) -> Tensor:
+        """Attribute the target logits to the input pixels.
+
+        Args:
+            images: ``(B, C, H, W)`` in the model's normalised input space.
+            target: An int, a ``(B,)`` tensor, or a ``(B, K)`` tensor of class indices.
+            keep_channels: Return ``(B, [K,] C, H, W)`` instead of summing over channels.
+            image_ids: Integers that key each image's random stream (default ``0..B-1``); pass
+                global indices to make results independent of how a set is split into batches.
+
+        Returns:
+            Signed maps ``(B, H, W)`` for one target per image, ``(B, K, H, W)`` for several.
+        """
+        images = check_images(images, expected_in_channels(self.model))
+        targets, single = parse_target(target, images.shape[0], model_num_classes(self.model))
+        ids = parse_image_ids(image_ids, images.shape[0])
+        with attribution_session(self.model, images.device.type, self.autocast_dtype):
+            inputs = images.detach()
+            if inputs.is_inference():
+                inputs = inputs.clone()
+            maps = self._attribute(inputs, targets.to(images.device), ids)
+        maps = maps.detach()
+        if not keep_channels:
+            maps = maps.sum(dim=2)
+        return maps[:, 0] if single else maps
+
+    @abstractmethod
+    def _attribute(self, images: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
+        """Return ``(B, K, C', H, W)`` maps (``C'`` is ``C``, or 1 for channel-free methods)."""
+
+    def _target_scores(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """The ``(n, K)`` raw logits of ``targets``, checking the model's output first."""
+        if logits.dim() != 2:
+            raise BadInputError.for_argument(
+                "model", "a classifier returning (B, num_classes) logits",
+                f"an output of shape {tuple(logits.shape)}",
+            )
+        check_target_range(targets, logits.shape[1])
+        return logits.gather(1, targets)

@@ -1,0 +1,247 @@
+"""The DAVE attributor: Steps I-III combined, batched over images and Monte-Carlo samples.
+
+For each image and sample ``k``: ``x̃_k = (1 - t_k) τ_k(x) + sqrt(1 - (1 - t_k)²) ε_k``; the map is
+``m_k = ∂f_c^frozen(x̃_k)/∂x ⊙ x`` (effective gradient of the raw target logit with respect to the
+*original* input, times that input). The ``N`` maps are combined per element by the robust mean
+(or the plain mean) and summed over colour channels.
+
+Example:
+    >>> import torch
+    >>> from timm.models.vision_transformer import VisionTransformer
+    >>> model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+    ...                           num_classes=4)
+    >>> dave = DAVE(model, num_samples=4, noise_alpha=0.3)
+    >>> maps = dave.attribute(torch.randn(2, 3, 32, 32), target=torch.tensor([0, 3]))
+    >>> maps.shape
+    torch.Size([2, 32, 32])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from dave_lightning.aggregation import robust_mean
+from dave_lightning.attributor import Attributor, check_positive_int
+from dave_lightning.effective import check_supported, effective_mode
+from dave_lightning.errors import BadInputError
+from dave_lightning.transforms import (
+    LocalTransformDistribution,
+    add_noise,
+    noise_levels,
+    slot_noise,
+    slot_seed,
+    warp,
+)
+
+__all__ = ["DAVE", "DEFAULT_NOISE_ALPHA", "REFERENCE_NOISE_ALPHA", "default_noise_alpha"]
+
+REFERENCE_NOISE_ALPHA: dict[str, float] = {
+    "vit_base_patch16_224": 0.3,
+    "vit_base_patch16_384": 0.3,
+    "vit_small_patch16_224": 0.1,
+    "vit_small_patch16_384": 0.1,
+    "deit_base_patch16_224": 0.7,
+    "deit_base_patch16_384": 0.7,
+    "deit_small_patch16_224": 0.5,
+    "deit3_base_patch16_224": 0.9,
+    "deit3_base_patch16_384": 0.9,
+    "deit3_small_patch16_224": 0.5,
+    "deit3_small_patch16_384": 0.5,
+}
+"""The paper's noise levels for the supervised ImageNet models it evaluates, by timm architecture."""
+
+DEFAULT_NOISE_ALPHA = 0.3
+"""The level used for models not in :data:`REFERENCE_NOISE_ALPHA` (the ViT-B/16 value, mid-range).
+
+To choose a level for another model, follow the reference guidance: add noise of growing strength
+along the schedule and take the largest level whose target probability the model still tolerates.
+"""
+
+Aggregation = Literal["robust", "mean"]
+_BYTES_PER_MB = 2**20
+
+
+def default_noise_alpha(model: nn.Module) -> float:
+    """The paper's noise level for a timm model it lists, else :data:`DEFAULT_NOISE_ALPHA`.
+
+    The architecture is read from the ``pretrained_cfg`` of ``model`` or of its first submodule
+    that has one (so a LightningModule holding a timm model works). Self-supervised DINO weights
+    are not covered by the paper's table and get the default.
+
+    Args:
+        model: Any module.
+
+    Returns:
+        The noise level in [0, 1).
+
+    Example:
+        >>> import timm
+        >>> default_noise_alpha(timm.create_model("deit3_small_patch16_224", pretrained=False))
+        0.5
+    """
+    for module in model.modules():
+        config = getattr(module, "pretrained_cfg", None)
+        if isinstance(config, dict) and "architecture" in config:
+            if "dino" in str(config.get("tag") or ""):
+                return DEFAULT_NOISE_ALPHA
+            return REFERENCE_NOISE_ALPHA.get(config["architecture"], DEFAULT_NOISE_ALPHA)
+    return DEFAULT_NOISE_ALPHA
+
+
+def _check_noise_alpha(noise_alpha: Any) -> float:
+    if isinstance(noise_alpha, bool) or not isinstance(noise_alpha, int | float) or not (
+        0.0 <= noise_alpha < 1.0
+    ):
+        raise BadInputError.for_argument("noise_alpha", "a number in [0, 1) or None", repr(noise_alpha))
+    return float(noise_alpha)
+
+
+class DAVE(Attributor):
+    """Distribution-aware Attribution via ViT Gradient dEcomposition.
+
+    Cost: ``num_samples`` forward and backward passes per image, stacked into batches of up to
+    ``max_batch_size`` model inputs. Results are bitwise reproducible for a seed and equal (to float
+    tolerance) for any ``max_batch_size``; the randomness of an image depends only on ``seed``,
+    its ``image_id`` and the sample index. Each call starts from ``seed`` again, so the same images
+    get the same maps on every call while the model is unchanged.
+
+    Args:
+        model: A timm ViT supported by :func:`~dave_lightning.effective_mode`.
+        num_samples: ``N``, Monte-Carlo samples per image (paper: 50 for metrics, 100 for figures).
+        noise_alpha: Largest noise level ``t`` of the schedule, in [0, 1); ``None`` picks
+            :func:`default_noise_alpha` (the paper's value for the models it lists).
+        flip_prob: Probability of a horizontal flip.
+        rotation: Maximum absolute rotation in degrees.
+        translation: Maximum absolute translation as a fraction of width/height.
+        scale: ``(low, high)`` range of the scale factor.
+        aggregation: ``"robust"`` (MAD-trimmed mean, as the reference) or ``"mean"`` (streams:
+            memory does not grow with ``num_samples``).
+        max_batch_size: Largest number of model inputs per forward/backward pass.
+        seed: Seed of every random draw.
+        memory_budget_mb: Soft limit for the robust aggregation's per-sample buffer; images are
+            processed in groups that fit it (at least one image per group).
+        autocast_dtype: ``None`` computes in float32 (or the input's dtype) with autocast off;
+            e.g. ``torch.bfloat16`` opts in to autocast.
+        affine_modules: Extra module classes to treat as affine in effective mode.
+
+    Raises:
+        BadInputError: For an option out of range.
+        UnsupportedModelError: When the model holds a module effective mode cannot freeze.
+    """
+
+    name = "dave"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_samples: int = 50,
+        noise_alpha: float | None = None,
+        flip_prob: float = 0.5,
+        rotation: float = 20.0,
+        translation: float = 0.1,
+        scale: tuple[float, float] = (0.9, 1.1),
+        aggregation: Aggregation = "robust",
+        max_batch_size: int = 64,
+        seed: int = 0,
+        memory_budget_mb: float = 512.0,
+        autocast_dtype: torch.dtype | None = None,
+        affine_modules: Sequence[type[nn.Module]] = (),
+    ) -> None:
+        super().__init__(model, max_batch_size=max_batch_size, autocast_dtype=autocast_dtype)
+        self.num_samples = check_positive_int("num_samples", num_samples)
+        self.noise_alpha = (
+            default_noise_alpha(model) if noise_alpha is None else _check_noise_alpha(noise_alpha)
+        )
+        self.transforms = LocalTransformDistribution(flip_prob, rotation, translation, scale)
+        if aggregation not in ("robust", "mean"):
+            raise BadInputError.for_argument("aggregation", "'robust' or 'mean'", repr(aggregation))
+        self.aggregation: Aggregation = aggregation
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise BadInputError.for_argument("seed", "an integer", repr(seed))
+        self.seed = seed
+        if not (isinstance(memory_budget_mb, int | float) and memory_budget_mb > 0):
+            raise BadInputError.for_argument("memory_budget_mb", "a positive number", repr(memory_budget_mb))
+        self.memory_budget_mb = float(memory_budget_mb)
+        self.affine_modules = tuple(affine_modules)
+        check_supported(model, self.affine_modules)
+
+    def __repr__(self) -> str:
+        return (
+            f"DAVE(num_samples={self.num_samples}, noise_alpha={self.noise_alpha}, "
+            f"transforms={self.transforms}, aggregation={self.aggregation!r}, "
+            f"max_batch_size={self.max_batch_size}, seed={self.seed})"
+        )
+
+    def _attribute(self, images: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
+        batch, channels, height, width = images.shape
+        per_image = self.num_samples * targets.shape[1] * channels * height * width
+        group_size = 1
+        if self.aggregation == "robust":
+            budget = self.memory_budget_mb * _BYTES_PER_MB
+            group_size = max(1, math.floor(budget / (per_image * images.element_size())))
+        else:
+            group_size = batch  # streaming: memory is (B, K, C, H, W) whatever N is
+        levels = noise_levels(self.num_samples, self.noise_alpha)
+        out = []
+        with effective_mode(self.model, self.affine_modules):
+            for start in range(0, batch, group_size):
+                group = slice(start, start + group_size)
+                out.append(self._attribute_group(images[group], targets[group], image_ids[group], levels))
+        return torch.cat(out)
+
+    def _attribute_group(
+        self, images: Tensor, targets: Tensor, image_ids: list[int], levels: Tensor
+    ) -> Tensor:
+        count = images.shape[0]
+        robust = self.aggregation == "robust"
+        shape = (count, targets.shape[1], *images.shape[1:])
+        # robust: every sample is kept, (G, N, K, C, H, W); mean: a running sum, (G, K, C, H, W)
+        kept = images.new_empty(count, self.num_samples, *shape[1:]) if robust else images.new_zeros(shape)
+        for image_index, sample_index in self._chunks(count):
+            maps = self._slot_maps(images, targets, image_ids, image_index, sample_index, levels)
+            image_index = image_index.to(images.device)
+            if robust:
+                kept[image_index, sample_index.to(images.device)] = maps
+            else:
+                kept.index_add_(0, image_index, maps)
+        return robust_mean(kept, dim=1) if robust else kept / self.num_samples
+
+    def _chunks(self, count: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """(image, sample) index pairs, image-major, in chunks of ``max_batch_size`` slots."""
+        slots = torch.arange(count * self.num_samples)
+        for chunk in slots.split(self.max_batch_size):
+            yield chunk // self.num_samples, chunk % self.num_samples
+
+    def _slot_maps(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        image_ids: list[int],
+        image_index: Tensor,
+        sample_index: Tensor,
+        levels: Tensor,
+    ) -> Tensor:
+        """``(n, K, C, H, W)`` maps ``∂f(x̃)/∂x ⊙ x`` for one chunk of slots."""
+        seeds = [
+            slot_seed(self.seed, image_ids[i], k)
+            for i, k in zip(image_index.tolist(), sample_index.tolist(), strict=True)
+        ]
+        device_index = image_index.to(images.device)
+        originals = images[device_index]
+        leaf = originals.clone().requires_grad_(True)
+        inputs = leaf if self.transforms.is_identity else warp(leaf, self.transforms.sample(seeds))
+        chunk_levels = levels[sample_index]
+        if bool((chunk_levels > 0).any()):
+            noise = slot_noise(seeds, images.shape[1:], images.device, images.dtype)
+            inputs = add_noise(inputs, chunk_levels, noise)
+        scores = self._target_scores(self.model(inputs), targets[device_index])
+        gradients = [
+            torch.autograd.grad(scores[:, k].sum(), leaf, retain_graph=k + 1 < scores.shape[1])[0]
+            for k in range(scores.shape[1])
+        ]
+        return torch.stack(gradients, dim=1) * originals[:, None]
