@@ -102,10 +102,15 @@ def _qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _short_name(cls: type) -> str:
+    root = cls.__module__.split(".")[0]
+    return f"{'nn' if root == 'torch' else root}.{cls.__qualname__}"
+
+
 def _describe_supported() -> str:
     lines = []
     for role, classes in SUPPORTED_MODULES.items():
-        names = ", ".join(sorted(cls.__qualname__ for cls in classes))
+        names = ", ".join(sorted(_short_name(cls) for cls in classes))
         lines.append(f"  {role}: {names}")
     return "\n".join(lines)
 
@@ -121,11 +126,13 @@ def _problem_with_known(module: nn.Module) -> str | None:
     return None
 
 
+_KNOWN = _AFFINE + _CONTAINERS + _LAYER_NORMS + _GELUS + _ATTENTIONS
+
+
 def _classify(module: nn.Module, affine_modules: tuple[type[nn.Module], ...]) -> str | None:
     """Return a reason when ``module`` cannot be put into effective mode, else ``None``."""
     cls = type(module)
-    known = _AFFINE + _CONTAINERS + _LAYER_NORMS + _GELUS + _ATTENTIONS
-    if cls in known:
+    if cls in _KNOWN:
         return _problem_with_known(module)
     if cls in affine_modules:
         return None
@@ -134,6 +141,9 @@ def _classify(module: nn.Module, affine_modules: tuple[type[nn.Module], ...]) ->
         return None  # metrics and losses held by a LightningModule are not part of its forward
     if qualified.startswith(_LIBRARY_PREFIXES):
         return f"{qualified} is not a module effective mode knows how to freeze"
+    if isinstance(module, _KNOWN):
+        base = next(_qualified_name(k) for k in _KNOWN if isinstance(module, k))
+        return f"{qualified} subclasses {base}; effective mode cannot vouch for its forward"
     if next(module.children(), None) is None:
         return f"{qualified} is a leaf module of unknown operation"
     return None  # a user container: its children are checked, its own code is trusted
@@ -228,20 +238,21 @@ def _effective_quick_gelu(self: nn.Module, x: Tensor) -> Tensor:
 
 
 def _gelu_forward(module: nn.Module) -> Callable[..., Tensor]:
-    if isinstance(module, QuickGELU):
+    if type(module) is QuickGELU:
         return _effective_quick_gelu
-    if isinstance(module, GELUTanh) or getattr(module, "approximate", "none") == "tanh":
+    if type(module) is GELUTanh or getattr(module, "approximate", "none") == "tanh":
         return _effective_gelu_tanh
     return _effective_gelu
 
 
 def _apply(model: nn.Module, restorer: _Restorer) -> None:
     for module in model.modules():
-        if isinstance(module, _LAYER_NORMS):
+        kind = type(module)
+        if kind in _LAYER_NORMS:
             restorer.override_forward(module, _effective_layer_norm)
-        elif isinstance(module, _GELUS):
+        elif kind in _GELUS:
             restorer.override_forward(module, _gelu_forward(module))
-        elif isinstance(module, _ATTENTIONS):
+        elif kind in _ATTENTIONS:
             restorer.detach_output(module.q_norm)
             restorer.detach_output(module.k_norm)
             if getattr(module, "gate", None) is not None:
