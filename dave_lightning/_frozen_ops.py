@@ -5,7 +5,7 @@ input, ``F(x) = L(x) x``. The functions here keep ``L(x)`` constant in the backw
 
 * LayerNorm ``γ ⊙ (x - mean(x)) · r + β`` with ``r = 1 / sqrt(var(x) + eps)`` frozen, so the input
   gradient is ``r · (gγ - mean(gγ))`` (mean-centring and ``γ``, ``β`` keep their gradient).
-* GELU ``x · Φ(x)`` with the gate ``Φ(x) = GELU(x) / x`` frozen, so the input gradient is ``g · Φ(x)``.
+* GELU ``x · Φ(x)`` with the gate ``Φ(x) = GELU(x) / x`` frozen: the input gradient is ``g · Φ(x)``.
   The tanh approximation and QuickGELU ``x · sigmoid(1.702 x)`` use their own gates.
 
 Both backward rules drop terms of the ordinary derivative, so they are cheaper than it.

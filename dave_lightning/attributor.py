@@ -70,7 +70,8 @@ def check_images(images: Any, in_channels: int | None) -> Tensor:
         raise BadInputError.for_argument("images", "at least one image", _describe(images))
     if in_channels is not None and images.shape[1] != in_channels:
         raise BadInputError.for_argument(
-            "images", f"{in_channels} channels (B, {in_channels}, H, W) as the model takes",
+            "images",
+            f"{in_channels} channels (B, {in_channels}, H, W) as the model takes",
             _describe(images),
         )
     if not bool(torch.isfinite(images).all()):
@@ -88,9 +89,7 @@ def parse_target(target: Any, batch_size: int, num_classes: int | None) -> tuple
         ``(targets, single)``: ``single`` is ``True`` when one class per image was given, so the
         caller returns ``(B, H, W)`` instead of ``(B, K, H, W)``.
     """
-    expected = (
-        f"an int, a (B,) or a (B, K) integer tensor of class indices with B = {batch_size}"
-    )
+    expected = f"an int, a (B,) or a (B, K) integer tensor of class indices with B = {batch_size}"
     if isinstance(target, bool):
         raise BadInputError.for_argument("target", expected, _describe(target))
     if isinstance(target, int):
@@ -146,9 +145,7 @@ def attribution_session(
     inside ``no_grad`` and ``inference_mode``.
     """
     modes = [(module, module.training) for module in model.modules()]
-    autocast = torch.autocast(
-        device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None
-    )
+    autocast = torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     try:
         with torch.inference_mode(False), torch.enable_grad(), autocast:
             model.eval()
@@ -236,7 +233,8 @@ class Attributor(ABC):
         """The ``(n, K)`` raw logits of ``targets``, checking the model's output first."""
         if logits.dim() != 2:
             raise BadInputError.for_argument(
-                "model", "a classifier returning (B, num_classes) logits",
+                "model",
+                "a classifier returning (B, num_classes) logits",
                 f"an output of shape {tuple(logits.shape)}",
             )
         check_target_range(targets, logits.shape[1])

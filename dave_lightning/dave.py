@@ -53,7 +53,7 @@ REFERENCE_NOISE_ALPHA: dict[str, float] = {
     "deit3_small_patch16_224": 0.5,
     "deit3_small_patch16_384": 0.5,
 }
-"""The paper's noise levels for the supervised ImageNet models it evaluates, by timm architecture."""
+"""The paper's noise levels for the supervised ImageNet models it evaluates, by timm name."""
 
 DEFAULT_NOISE_ALPHA = 0.3
 """The level used for models not in :data:`REFERENCE_NOISE_ALPHA` (the ViT-B/16 value, mid-range).
@@ -94,10 +94,14 @@ def default_noise_alpha(model: nn.Module) -> float:
 
 
 def _check_noise_alpha(noise_alpha: Any) -> float:
-    if isinstance(noise_alpha, bool) or not isinstance(noise_alpha, int | float) or not (
-        0.0 <= noise_alpha < 1.0
+    if (
+        isinstance(noise_alpha, bool)
+        or not isinstance(noise_alpha, int | float)
+        or not (0.0 <= noise_alpha < 1.0)
     ):
-        raise BadInputError.for_argument("noise_alpha", "a number in [0, 1) or None", repr(noise_alpha))
+        raise BadInputError.for_argument(
+            "noise_alpha", "a number in [0, 1) or None", repr(noise_alpha)
+        )
     return float(noise_alpha)
 
 
@@ -165,7 +169,9 @@ class DAVE(Attributor):
             raise BadInputError.for_argument("seed", "an integer", repr(seed))
         self.seed = seed
         if not (isinstance(memory_budget_mb, int | float) and memory_budget_mb > 0):
-            raise BadInputError.for_argument("memory_budget_mb", "a positive number", repr(memory_budget_mb))
+            raise BadInputError.for_argument(
+                "memory_budget_mb", "a positive number", repr(memory_budget_mb)
+            )
         self.memory_budget_mb = float(memory_budget_mb)
         self.affine_modules = tuple(affine_modules)
         check_supported(model, self.affine_modules)
@@ -191,7 +197,9 @@ class DAVE(Attributor):
         with effective_mode(self.model, self.affine_modules):
             for start in range(0, batch, group_size):
                 group = slice(start, start + group_size)
-                out.append(self._attribute_group(images[group], targets[group], image_ids[group], levels))
+                out.append(
+                    self._attribute_group(images[group], targets[group], image_ids[group], levels)
+                )
         return torch.cat(out)
 
     def _attribute_group(
@@ -201,7 +209,11 @@ class DAVE(Attributor):
         robust = self.aggregation == "robust"
         shape = (count, targets.shape[1], *images.shape[1:])
         # robust: every sample is kept, (G, N, K, C, H, W); mean: a running sum, (G, K, C, H, W)
-        kept = images.new_empty(count, self.num_samples, *shape[1:]) if robust else images.new_zeros(shape)
+        kept = (
+            images.new_empty(count, self.num_samples, *shape[1:])
+            if robust
+            else images.new_zeros(shape)
+        )
         for image_index, sample_index in self._chunks(count):
             maps = self._slot_maps(images, targets, image_ids, image_index, sample_index, levels)
             image_index = image_index.to(images.device)

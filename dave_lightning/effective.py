@@ -149,9 +149,7 @@ def _classify(module: nn.Module, affine_modules: tuple[type[nn.Module], ...]) ->
     return None  # a user container: its children are checked, its own code is trusted
 
 
-def check_supported(
-    model: nn.Module, affine_modules: Sequence[type[nn.Module]] = ()
-) -> None:
+def check_supported(model: nn.Module, affine_modules: Sequence[type[nn.Module]] = ()) -> None:
     """Raise :class:`UnsupportedModelError` unless every module of ``model`` is supported.
 
     User-defined containers (modules outside torch/timm/torchvision that have children) are
@@ -170,8 +168,8 @@ def check_supported(
         >>> try:
         ...     check_supported(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
         ... except UnsupportedModelError as error:
-        ...     print(str(error).splitlines()[1])
-          '1': torch.nn.modules.batchnorm.BatchNorm1d is not a module effective mode knows how to freeze
+        ...     print(str(error).splitlines()[1].split(" is ")[0])
+          '1': torch.nn.modules.batchnorm.BatchNorm1d
     """
     extra = tuple(affine_modules)
     problems = [
@@ -198,13 +196,13 @@ class _Restorer:
     def override_forward(self, module: nn.Module, forward: Callable[..., Any]) -> None:
         had_own = "forward" in module.__dict__
         previous = module.__dict__.get("forward")
-        module.forward = types.MethodType(forward, module)  # type: ignore[method-assign]
+        setattr(module, "forward", types.MethodType(forward, module))  # noqa: B010
 
         def restore() -> None:
             if had_own:
-                module.forward = previous  # type: ignore[method-assign]
+                setattr(module, "forward", previous)  # noqa: B010
             else:
-                del module.forward
+                delattr(module, "forward")
 
         self.undo.append(restore)
 
@@ -222,7 +220,9 @@ def _detach_output_hook(module: nn.Module, inputs: Any, output: Tensor) -> Tenso
 
 
 def _effective_layer_norm(self: nn.LayerNorm, x: Tensor) -> Tensor:
-    return frozen_scale_layer_norm(x, tuple(self.normalized_shape), self.weight, self.bias, self.eps)
+    return frozen_scale_layer_norm(
+        x, tuple(self.normalized_shape), self.weight, self.bias, self.eps
+    )
 
 
 def _effective_gelu(self: nn.Module, x: Tensor) -> Tensor:
@@ -253,10 +253,10 @@ def _apply(model: nn.Module, restorer: _Restorer) -> None:
         elif kind in _GELUS:
             restorer.override_forward(module, _gelu_forward(module))
         elif kind in _ATTENTIONS:
-            restorer.detach_output(module.q_norm)
-            restorer.detach_output(module.k_norm)
-            if getattr(module, "gate", None) is not None:
-                restorer.detach_output(module.gate)
+            # q and k (after their norms) and the optional sigmoid gate's logits become constants
+            for part in (module.q_norm, module.k_norm, getattr(module, "gate", None)):
+                if isinstance(part, nn.Module):
+                    restorer.detach_output(part)
 
 
 @contextlib.contextmanager

@@ -7,10 +7,10 @@ builtin (``TypeError`` or ``ValueError``) so code written against the builtins k
 Example:
     >>> from dave_lightning.errors import BadInputError, DaveError
     >>> try:
-    ...     raise BadInputError.for_argument("images", "a 4-D tensor (B, C, H, W)", "shape (3, 32, 32)")
+    ...     raise BadInputError.for_argument("images", "a 4-D tensor", "shape (3, 32, 32)")
     ... except DaveError as error:
     ...     print(error)
-    `images`: expected a 4-D tensor (B, C, H, W), received shape (3, 32, 32).
+    `images`: expected a 4-D tensor, received shape (3, 32, 32).
 """
 
 from __future__ import annotations

@@ -76,7 +76,9 @@ def slot_seed(seed: int, image_id: int, sample_index: int) -> int:
         >>> slot_seed(0, 1, 2) == slot_seed(0, 1, 2) != slot_seed(0, 2, 1)
         True
     """
-    mixed = _splitmix64(_splitmix64(_splitmix64(seed & _MASK64) ^ (image_id & _MASK64)) ^ sample_index)
+    mixed = _splitmix64(
+        _splitmix64(_splitmix64(seed & _MASK64) ^ (image_id & _MASK64)) ^ sample_index
+    )
     return mixed >> 1
 
 
@@ -138,8 +140,10 @@ class LocalTransformDistribution:
         _check_range("rotation", self.rotation, 0.0, 180.0)
         _check_range("translation", self.translation, 0.0, 1.0)
         scale = tuple(self.scale)
-        if len(scale) != 2 or not all(isinstance(s, int | float) for s in scale) or not (
-            0 < scale[0] <= scale[1] < math.inf
+        if (
+            len(scale) != 2
+            or not all(isinstance(s, int | float) for s in scale)
+            or not (0 < scale[0] <= scale[1] < math.inf)
         ):
             raise BadInputError.for_argument(
                 "scale", "a pair (low, high) with 0 < low <= high", repr(self.scale)
@@ -150,7 +154,9 @@ class LocalTransformDistribution:
     def is_identity(self) -> bool:
         """Whether every draw is the identity transformation."""
         return (
-            self.flip_prob == 0 and self.rotation == 0 and self.translation == 0
+            self.flip_prob == 0
+            and self.rotation == 0
+            and self.translation == 0
             and self.scale == (1.0, 1.0)
         )
 
@@ -197,13 +203,16 @@ def affine_matrices(params: TransformParams, height: int, width: int) -> Tensor:
     flip_sign = 1.0 - 2.0 * params.flip.to(torch.float64)
     # Inverse of s·R·Flip in pixel coordinates (x right, y down; counter-clockwise rotation):
     # Flip⁻¹ R(angle)⁻¹ / s with R(angle) = [[cos, sin], [-sin, cos]].
-    inv = torch.stack(
-        [
-            torch.stack([cos * flip_sign, -sin * flip_sign], dim=-1),
-            torch.stack([sin, cos], dim=-1),
-        ],
-        dim=-2,
-    ) / params.scale[:, None, None]
+    inv = (
+        torch.stack(
+            [
+                torch.stack([cos * flip_sign, -sin * flip_sign], dim=-1),
+                torch.stack([sin, cos], dim=-1),
+            ],
+            dim=-2,
+        )
+        / params.scale[:, None, None]
+    )
     half = torch.tensor([width / 2.0, height / 2.0], dtype=torch.float64)
     linear = inv * half[None, None, :] / half[None, :, None]  # D⁻¹ A⁻¹ D
     shift_normalised = params.shift * 2.0  # translation in normalised units: t / (size / 2)

@@ -26,11 +26,17 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "max-pool": {"global_pool": "max"},
     "qk-norm-layerscale-registers": {"qk_norm": True, "init_values": 0.1, "reg_tokens": 2},
     "deit3-like-tanh-gelu": {
-        "act_layer": "gelu_tanh", "no_embed_class": True, "init_values": 1e-2,
+        "act_layer": "gelu_tanh",
+        "no_embed_class": True,
+        "init_values": 1e-2,
     },
     "no-class-token": {"class_token": False, "global_pool": "avg"},
     "quick-gelu-pre-norm": {"act_layer": "quick_gelu", "pre_norm": True},
-    "scale-norms": {"scale_attn_norm": True, "scale_mlp_norm": True, "embed_norm_layer": nn.LayerNorm},
+    "scale-norms": {
+        "scale_attn_norm": True,
+        "scale_mlp_norm": True,
+        "embed_norm_layer": nn.LayerNorm,
+    },
     "res-post-block": {"block_fn": ResPostBlock},
     "non-square": {"img_size": (32, 48)},
     "dynamic-img-size": {"dynamic_img_size": True},
@@ -114,7 +120,11 @@ def test_completeness_with_attention_masks(fused: bool, mask_kind: str) -> None:
     if mask_kind != "causal":
         keep = torch.rand(tokens, tokens) > 0.3
         keep |= torch.eye(tokens, dtype=torch.bool)
-        mask = keep if mask_kind == "bool-mask" else torch.zeros(tokens, tokens, dtype=DOUBLE).masked_fill(~keep, -1e4)
+        mask = (
+            keep
+            if mask_kind == "bool-mask"
+            else torch.zeros(tokens, tokens, dtype=DOUBLE).masked_fill(~keep, -1e4)
+        )
         kwargs = {"attn_mask": mask}
     assert _completeness_error(model, _input_for(model), **kwargs) < 1e-10
 
@@ -133,11 +143,19 @@ def test_completeness_distilled_deit(fused: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["vit_tiny_patch16_224", "deit_tiny_patch16_224", "deit3_small_patch16_224",
-             "vit_small_patch16_224.dino", "vit_small_patch14_dinov2"],
+    "name",
+    [
+        "vit_tiny_patch16_224",
+        "deit_tiny_patch16_224",
+        "deit3_small_patch16_224",
+        "vit_small_patch16_224.dino",
+        "vit_small_patch14_dinov2",
+    ],
 )
 def test_timm_registry_families_are_supported(name: str) -> None:
-    model = timm.create_model(name, pretrained=False, img_size=32, patch_size=8, depth=1, num_classes=3)
+    model = timm.create_model(
+        name, pretrained=False, img_size=32, patch_size=8, depth=1, num_classes=3
+    )
     model = _zero_affine_offsets(model).double().eval()
     assert _completeness_error(model, torch.randn(1, 3, 32, 32, dtype=DOUBLE)) < 1e-10
 
@@ -161,9 +179,13 @@ def _reference_attention(x: torch.Tensor, attn: Attention) -> torch.Tensor:
 
 def _reference_forward(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     tokens = model.patch_embed.proj(x).flatten(2).transpose(1, 2)
-    tokens = torch.cat([model.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1) + model.pos_embed
+    tokens = (
+        torch.cat([model.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1) + model.pos_embed
+    )
     for block in model.blocks:
-        tokens = tokens + _reference_attention(_reference_layer_norm(tokens, block.norm1), block.attn)
+        tokens = tokens + _reference_attention(
+            _reference_layer_norm(tokens, block.norm1), block.attn
+        )
         hidden = block.mlp.fc1(_reference_layer_norm(tokens, block.norm2))
         gate = 0.5 * (1 + torch.erf(hidden / 2**0.5))
         tokens = tokens + block.mlp.fc2(hidden * gate.detach())
@@ -191,7 +213,7 @@ def test_effective_gradient_equals_an_explicit_detached_reference(fused: bool) -
     torch.testing.assert_close(got, expected)
 
 
-# --- forward unchanged, per instance, reversible ---------------------------------------------------
+# --- forward unchanged, per instance, reversible ---------------------------------------------
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
@@ -255,7 +277,8 @@ def test_mode_is_per_instance_and_nests() -> None:
         once = _ordinary_gradient(inside, x)
         assert not torch.allclose(_ordinary_gradient(outside, x), once)
     torch.testing.assert_close(nested, once)
-    assert nn.LayerNorm.forward is layer_norm_forward and nn.GELU.forward is gelu_forward
+    assert nn.LayerNorm.forward is layer_norm_forward
+    assert nn.GELU.forward is gelu_forward
     torch.testing.assert_close(_ordinary_gradient(inside, x), _ordinary_gradient(outside, x))
 
 
@@ -268,7 +291,7 @@ def test_an_instance_forward_set_by_someone_else_is_restored() -> None:
     assert model.norm.forward is custom
 
 
-# --- unsupported models -----------------------------------------------------------------------------
+# --- unsupported models ----------------------------------------------------------------------
 
 
 class _Square(nn.Module):
@@ -296,11 +319,17 @@ UNSUPPORTED: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "rms-norm": (lambda: tiny_vit(norm_layer=RmsNorm), r"'norm'.*RmsNorm"),
     "swiglu": (lambda: tiny_vit(mlp_layer=SwiGLUPacked), r"'blocks.0.mlp'.*GluMlp"),
     "batch-norm-stem": (lambda: nn.Sequential(nn.BatchNorm2d(3), tiny_vit()), r"'0'.*BatchNorm2d"),
-    "attention-pool": (lambda: tiny_vit(global_pool="map"), r"global_pool='map'.*\n.*AttentionPoolLatent"),
+    "attention-pool": (
+        lambda: tiny_vit(global_pool="map"),
+        r"global_pool='map'.*\n.*AttentionPoolLatent",
+    ),
     "diff-attention": (lambda: tiny_vit(attn_layer="diff"), r"'blocks.0.attn'.*DiffAttention"),
     "parallel-block": (lambda: tiny_vit(block_fn=ParallelScalingBlock), r"ParallelScalingBlock"),
     "attention-subclass": (_with_attention_subclass, r"'blocks.0.attn'.*_MyAttention subclasses"),
-    "unknown-leaf": (lambda: nn.Sequential(_Square(), tiny_vit()), r"'0'.*_Square is a leaf module"),
+    "unknown-leaf": (
+        lambda: nn.Sequential(_Square(), tiny_vit()),
+        r"'0'.*_Square is a leaf module",
+    ),
 }
 
 
@@ -311,7 +340,8 @@ def test_unsupported_models_raise_and_stay_untouched(name: str) -> None:
     before = _snapshot(model)
     with pytest.raises(UnsupportedModelError, match=pattern) as caught, effective_mode(model):
         pass
-    assert "Supported:" in str(caught.value) and "nn.LayerNorm, timm.LayerNorm" in str(caught.value)
+    assert "Supported:" in str(caught.value)
+    assert "nn.LayerNorm, timm.LayerNorm" in str(caught.value)
     assert _snapshot(model) == before
 
 

@@ -51,7 +51,9 @@ def test_layer_norm_parameter_gradients_match_the_ordinary_ones() -> None:
     gamma = torch.randn(8, dtype=DOUBLE, requires_grad=True)
     beta = torch.randn(8, dtype=DOUBLE, requires_grad=True)
     g = torch.randn(3, 5, 8, dtype=DOUBLE)
-    frozen = torch.autograd.grad(frozen_scale_layer_norm(x, (8,), gamma, beta, 1e-6), (gamma, beta), g)
+    frozen = torch.autograd.grad(
+        frozen_scale_layer_norm(x, (8,), gamma, beta, 1e-6), (gamma, beta), g
+    )
     ordinary = torch.autograd.grad(F.layer_norm(x, (8,), gamma, beta, 1e-6), (gamma, beta), g)
     torch.testing.assert_close(frozen, ordinary)
 

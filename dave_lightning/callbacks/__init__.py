@@ -1,0 +1,1 @@
+"""Lightning callbacks that monitor explanation quality during training."""

@@ -1,0 +1,39 @@
+"""Package-level promises: layering, public surface, the console script."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import dave_lightning
+
+
+def test_core_does_not_import_lightning_or_the_metrics() -> None:
+    code = (
+        "import sys, dave_lightning, dave_lightning.dave, dave_lightning.effective;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning')"
+        " or m.startswith('dave_lightning.metrics') or m.startswith('dave_lightning.callbacks')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_public_names_resolve() -> None:
+    assert dave_lightning.__version__
+    for name in dave_lightning.__all__:
+        assert getattr(dave_lightning, name) is not None
+
+
+@pytest.mark.skipif(shutil.which("dave-lightning") is None, reason="console script not installed")
+def test_console_script_exists() -> None:
+    result = subprocess.run(
+        ["dave-lightning", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert "demo" in result.stdout
