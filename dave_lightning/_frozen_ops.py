@@ -20,7 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["frozen_gate_gelu", "frozen_gate_quick_gelu", "frozen_scale_layer_norm", "gelu_gate"]
+__all__ = [
+    "frozen_gate_gelu",
+    "frozen_gate_quick_gelu",
+    "frozen_scale_layer_norm",
+    "gelu_gate",
+    "value_only_qkv",
+]
 
 _SQRT_HALF = math.sqrt(0.5)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -47,30 +53,33 @@ def gelu_gate(x: Tensor, approximate: str = "none") -> Tensor:
     return 0.5 * (1.0 + torch.erf(x * _SQRT_HALF))
 
 
-class _FrozenGateGELU(torch.autograd.Function):
+def _gate_times(grad_output: Tensor, x: Tensor, activation: str) -> Tensor:
+    """``grad_output · gate(x)`` with few temporaries (in-place on one buffer)."""
+    if activation == "quick":
+        return torch.sigmoid(_QUICK_GELU_SLOPE * x).mul_(grad_output)
+    if activation == "tanh":
+        inner = x * x
+        inner.mul_(0.044715).add_(1.0).mul_(x).mul_(_SQRT_2_OVER_PI).tanh_()
+    else:
+        inner = (x * _SQRT_HALF).erf_()
+    return inner.add_(1.0).mul_(grad_output).mul_(0.5)
+
+
+class _FrozenGate(torch.autograd.Function):
+    """``y = act(x) = x · gate(x)`` by the library kernel; backward ``grad_output · gate(x)``."""
+
     @staticmethod
-    def forward(ctx: Any, x: Tensor, approximate: str) -> Tensor:
+    def forward(ctx: Any, x: Tensor, activation: str) -> Tensor:
         ctx.save_for_backward(x)
-        ctx.approximate = approximate
-        return F.gelu(x, approximate=approximate)
+        ctx.activation = activation
+        if activation == "quick":
+            return x * torch.sigmoid(_QUICK_GELU_SLOPE * x)
+        return F.gelu(x, approximate="tanh" if activation == "tanh" else "none")
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
         (x,) = ctx.saved_tensors
-        return grad_output * gelu_gate(x, ctx.approximate), None
-
-
-class _FrozenGateQuickGELU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        gate = torch.sigmoid(_QUICK_GELU_SLOPE * x)
-        ctx.save_for_backward(gate)
-        return x * gate
-
-    @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> Tensor:
-        (gate,) = ctx.saved_tensors
-        return grad_output * gate
+        return _gate_times(grad_output, x, ctx.activation), None
 
 
 def _layer_norm_with_stats(
@@ -117,8 +126,8 @@ class _FrozenScaleLayerNorm(torch.autograd.Function):
         rstd = rstd.to(grad_output.dtype)
         grad_x = grad_weight = grad_bias = None
         if needs_x:
-            scaled = grad_output if weight is None else grad_output * weight
-            grad_x = (scaled - scaled.mean(dim=dims, keepdim=True)) * rstd
+            scaled = grad_output.clone() if weight is None else grad_output * weight
+            grad_x = scaled.sub_(scaled.mean(dim=dims, keepdim=True)).mul_(rstd)
         batch_dims = tuple(range(grad_output.dim() - len(dims)))
         if needs_weight:
             normalized = (x - mean.to(x.dtype)) * rstd
@@ -145,7 +154,7 @@ def frozen_gate_gelu(x: Tensor, approximate: str = "none") -> Tensor:
         >>> torch.allclose(x.grad, gelu_gate(x.detach()))
         True
     """
-    out: Tensor = _FrozenGateGELU.apply(x, approximate)
+    out: Tensor = _FrozenGate.apply(x, "tanh" if approximate == "tanh" else "exact")
     return out
 
 
@@ -158,7 +167,7 @@ def frozen_gate_quick_gelu(x: Tensor) -> Tensor:
     Returns:
         ``x · sigmoid(1.702 x)``; its gradient is ``grad_output · sigmoid(1.702 x)``.
     """
-    out: Tensor = _FrozenGateQuickGELU.apply(x)
+    out: Tensor = _FrozenGate.apply(x, "quick")
     return out
 
 
@@ -192,4 +201,64 @@ def frozen_scale_layer_norm(
         True
     """
     out: Tensor = _FrozenScaleLayerNorm.apply(x, weight, bias, tuple(normalized_shape), eps)
+    return out
+
+
+class _ValueOnlyQKV(torch.autograd.Function):
+    """A qkv projection whose q and k outputs are constants downstream (effective attention).
+
+    Forward is ``F.linear``; the input gradient comes from the value rows only, which skips two
+    thirds of the backward matmul. Parameter gradients keep the ordinary formula.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, value_start: int
+    ) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.value_start = value_start
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_output: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        x, weight = ctx.saved_tensors
+        start = ctx.value_start
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad_output[..., start:] @ weight[start:]
+        if ctx.needs_input_grad[1]:
+            grad_weight = grad_output.flatten(0, -2).T @ x.flatten(0, -2)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_output.flatten(0, -2).sum(0)
+        return grad_x, grad_weight, grad_bias, None
+
+
+def value_only_qkv(x: Tensor, weight: Tensor, bias: Tensor | None, value_start: int) -> Tensor:
+    """``F.linear(x, weight, bias)`` whose input gradient flows through rows ``value_start:`` only.
+
+    Correct exactly when the outputs before ``value_start`` (q and k) are constants downstream,
+    as they are in effective mode.
+
+    Args:
+        x: ``(..., in_features)``.
+        weight: ``(3 · attn_dim, in_features)``.
+        bias: ``(3 · attn_dim,)`` or ``None``.
+        value_start: First output row of the value projection, ``2 · attn_dim``.
+
+    Returns:
+        The projection, unchanged in value.
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(2, 4, requires_grad=True)
+        >>> weight = torch.randn(6, 4)
+        >>> out = value_only_qkv(x, weight, None, 4)
+        >>> (grad,) = torch.autograd.grad(out[:, 4:].sum(), x)
+        >>> torch.allclose(grad, weight[4:].sum(0).expand(2, 4))
+        True
+    """
+    out: Tensor = _ValueOnlyQKV.apply(x, weight, bias, value_start)
     return out

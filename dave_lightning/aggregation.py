@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from torch import Tensor
 
 __all__ = ["MAD_SCALE", "OUTLIER_THRESHOLD", "median", "robust_mean"]
@@ -20,6 +22,23 @@ OUTLIER_THRESHOLD = 2.5
 """Samples farther than this many robust standard deviations from the median are dropped."""
 
 _MAD_FLOOR = 1e-8
+
+
+def _sorted_last(values: Tensor) -> Tensor:
+    """``values`` sorted along the last dimension.
+
+    On the CPU, NumPy's values-only SIMD sort is an order of magnitude faster than ``torch.sort``
+    (which always builds indices too); elsewhere ``torch.sort`` is used.
+    """
+    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+        return torch.from_numpy(np.sort(values.detach().numpy(), axis=-1))
+    return values.sort(dim=-1).values
+
+
+def _middle(ordered: Tensor) -> Tensor:
+    """The median of values already sorted along the last dimension."""
+    count = ordered.shape[-1]
+    return 0.5 * (ordered[..., (count - 1) // 2] + ordered[..., count // 2])
 
 
 def median(values: Tensor, dim: int) -> Tensor:
@@ -34,18 +53,14 @@ def median(values: Tensor, dim: int) -> Tensor:
     Returns:
         ``values`` with ``dim`` reduced.
     """
-    ordered = values.sort(dim=dim).values
-    count = values.shape[dim]
-    upper = ordered.select(dim, count // 2)
-    if count % 2:
-        return upper
-    return 0.5 * (ordered.select(dim, count // 2 - 1) + upper)
+    return _middle(_sorted_last(values.movedim(dim, -1)))
 
 
 def robust_mean(samples: Tensor, dim: int) -> Tensor:
     """Mean of the samples within ``2.5 · (1.4826 · MAD + 1e-8)`` of the median, per element.
 
-    At least half of the samples always stay in, so the result is never empty.
+    At least half of the samples always stay in, so the result is never empty. The reduction is
+    fastest when ``dim`` is the innermost, contiguous dimension.
 
     Args:
         samples: The Monte-Carlo samples.
@@ -54,9 +69,9 @@ def robust_mean(samples: Tensor, dim: int) -> Tensor:
     Returns:
         ``samples`` with ``dim`` reduced.
     """
-    center = median(samples, dim).unsqueeze(dim)
-    deviation = (samples - center).abs()
-    spread = median(deviation, dim).unsqueeze(dim)
-    keep = deviation <= OUTLIER_THRESHOLD * (MAD_SCALE * spread + _MAD_FLOOR)
-    kept_sum = samples.where(keep, 0.0).sum(dim)
-    return kept_sum / keep.sum(dim)
+    values = samples.movedim(dim, -1)
+    center = median(values, dim=-1)
+    deviation = (values - center[..., None]).abs()
+    spread = median(deviation, dim=-1)
+    keep = deviation <= (OUTLIER_THRESHOLD * (MAD_SCALE * spread + _MAD_FLOOR))[..., None]
+    return values.where(keep, 0.0).sum(-1) / keep.sum(-1)

@@ -208,20 +208,17 @@ class DAVE(Attributor):
         count = images.shape[0]
         robust = self.aggregation == "robust"
         shape = (count, targets.shape[1], *images.shape[1:])
-        # robust: every sample is kept, (G, N, K, C, H, W); mean: a running sum, (G, K, C, H, W)
-        kept = (
-            images.new_empty(count, self.num_samples, *shape[1:])
-            if robust
-            else images.new_zeros(shape)
-        )
+        # robust: every sample is kept, samples innermost so that sorting them is contiguous,
+        # (G, K, C, H, W, N); mean: a running sum, (G, K, C, H, W)
+        kept = images.new_empty(*shape, self.num_samples) if robust else images.new_zeros(shape)
         for image_index, sample_index in self._chunks(count):
             maps = self._slot_maps(images, targets, image_ids, image_index, sample_index, levels)
             image_index = image_index.to(images.device)
             if robust:
-                kept[image_index, sample_index.to(images.device)] = maps
+                kept[image_index, ..., sample_index.to(images.device)] = maps
             else:
                 kept.index_add_(0, image_index, maps)
-        return robust_mean(kept, dim=1) if robust else kept / self.num_samples
+        return robust_mean(kept, dim=-1) if robust else kept / self.num_samples
 
     def _chunks(self, count: int) -> Iterator[tuple[Tensor, Tensor]]:
         """(image, sample) index pairs, image-major, in chunks of ``max_batch_size`` slots."""

@@ -56,6 +56,7 @@ from dave_lightning._frozen_ops import (
     frozen_gate_gelu,
     frozen_gate_quick_gelu,
     frozen_scale_layer_norm,
+    value_only_qkv,
 )
 from dave_lightning.errors import UnsupportedModelError
 
@@ -123,6 +124,10 @@ def _problem_with_known(module: nn.Module) -> str | None:
             return f"global_pool={pool!r} (supported: {', '.join(map(repr, _LINEAR_POOLS))})"
     if isinstance(module, nn.GELU) and module.approximate not in ("none", "tanh"):
         return f"approximate={module.approximate!r}"
+    if isinstance(module, Attention) and not (
+        type(module.qkv) is nn.Linear and module.qkv.out_features % 3 == 0
+    ):
+        return "its qkv projection is not one nn.Linear producing q, k and v"
     return None
 
 
@@ -237,6 +242,10 @@ def _effective_quick_gelu(self: nn.Module, x: Tensor) -> Tensor:
     return frozen_gate_quick_gelu(x)
 
 
+def _effective_qkv(self: nn.Linear, x: Tensor) -> Tensor:
+    return value_only_qkv(x, self.weight, self.bias, 2 * self.out_features // 3)
+
+
 def _gelu_forward(module: nn.Module) -> Callable[..., Tensor]:
     if type(module) is QuickGELU:
         return _effective_quick_gelu
@@ -253,10 +262,12 @@ def _apply(model: nn.Module, restorer: _Restorer) -> None:
         elif kind in _GELUS:
             restorer.override_forward(module, _gelu_forward(module))
         elif kind in _ATTENTIONS:
-            # q and k (after their norms) and the optional sigmoid gate's logits become constants
+            # q and k (after their norms) and the optional sigmoid gate's logits become constants,
+            # so the qkv projection's input gradient only needs its value rows
             for part in (module.q_norm, module.k_norm, getattr(module, "gate", None)):
                 if isinstance(part, nn.Module):
                     restorer.detach_output(part)
+            restorer.override_forward(module.qkv, _effective_qkv)
 
 
 @contextlib.contextmanager

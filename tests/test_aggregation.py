@@ -50,3 +50,13 @@ def test_robust_mean_reduces_any_dimension() -> None:
     torch.testing.assert_close(
         robust_mean(samples, dim=1), robust_mean(samples.transpose(0, 1), dim=0)
     )
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 9, 10, 50, 51])
+def test_robust_mean_with_heavy_ties_matches_the_reference(count: int) -> None:
+    """Integer-valued samples: many equal values and equal deviations on both sides."""
+    generator = torch.Generator().manual_seed(100 + count)
+    samples = torch.randint(-3, 4, (count, 300), generator=generator).double()
+    samples[:, :20] *= 7.0  # wider spreads, exact ties at the window's ends
+    expected = _reference_robust_mean(samples.numpy())
+    torch.testing.assert_close(robust_mean(samples, dim=0), torch.from_numpy(expected))

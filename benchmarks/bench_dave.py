@@ -1,0 +1,270 @@
+"""DAVE speed and memory, printed as ratios against the relevant alternatives (issue 2).
+
+(a) DAVE time / time of N plain input-gradient passes of the same images batched the same way
+    (the cost of SmoothGrad-N). Goal <= 1.0.
+(b) speed-up of DAVE over a straightforward one-sample-at-a-time loop whose effective gradient is
+    made by detaching an explicit, unfused softmax, the LayerNorm scale and the GELU gate.
+    Goal >= 1.5x on CPU, >= 3x on a GPU.
+(c) peak memory of both aggregations as N grows (each configuration in a fresh subprocess:
+    peak RSS on CPU, peak allocated on CUDA).
+
+Run:
+    python benchmarks/bench_dave.py            # the issue's setting: ViT-Ti/16, ViT-S/16 at 224
+    python benchmarks/bench_dave.py --quick    # a few minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable, Iterator
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.layers import Attention
+from torch import Tensor, nn
+
+from dave_lightning import DAVE, robust_mean
+from dave_lightning.transforms import (
+    LocalTransformDistribution,
+    noise_levels,
+    slot_noise,
+    slot_seed,
+    warp,
+)
+
+
+def _best_time(
+    fn: Callable[[], object], repeats: int, device: torch.device, warm_up: bool = True
+) -> float:
+    if warm_up:
+        fn()
+    best = math.inf
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _plain_gradient_passes(
+    model: nn.Module, images: Tensor, target: Tensor, n: int, batch: int
+) -> None:
+    """N noisy input-gradient passes per image, stacked like DAVE stacks its samples."""
+    slots = torch.arange(images.shape[0] * n, device=images.device)
+    generator = torch.Generator(device=images.device).manual_seed(0)
+    for chunk in slots.split(batch):
+        index = chunk // n
+        x = images[index].clone().requires_grad_(True)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        logits = model(x + 0.1 * noise)
+        torch.autograd.grad(logits.gather(1, target[index, None]).sum(), x)
+
+
+# --- the naive first implementation ----------------------------------------------------------------
+
+
+def _naive_attention(
+    self: Attention, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False
+) -> Tensor:
+    b, n, c = x.shape
+    q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+    q, k = self.q_norm(q), self.k_norm(k)
+    weights = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1).detach()
+    return self.proj((weights @ v).transpose(1, 2).reshape(b, n, c))
+
+
+def _naive_layer_norm(self: nn.LayerNorm, x: Tensor) -> Tensor:
+    mean = x.mean(-1, keepdim=True)
+    inverse_std = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + self.eps)
+    return (x - mean) * inverse_std.detach() * self.weight + self.bias
+
+
+def _naive_gelu(self: nn.Module, x: Tensor) -> Tensor:
+    return x * (0.5 * (1 + torch.erf(x / math.sqrt(2)))).detach()
+
+
+class _NaiveEffective:
+    """Instance overrides that make the effective gradient the way a first version would."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self) -> None:
+        for module in self.model.modules():
+            if isinstance(module, Attention):
+                module.forward = types.MethodType(_naive_attention, module)  # type: ignore[method-assign]
+            elif isinstance(module, nn.LayerNorm):
+                module.forward = types.MethodType(_naive_layer_norm, module)  # type: ignore[method-assign]
+            elif isinstance(module, nn.GELU):
+                module.forward = types.MethodType(_naive_gelu, module)  # type: ignore[method-assign]
+
+    def __exit__(self, *exc: object) -> None:
+        for module in self.model.modules():
+            module.__dict__.pop("forward", None)
+
+
+def _naive_dave(model: nn.Module, images: Tensor, target: Tensor, n: int, alpha: float) -> Tensor:
+    distribution = LocalTransformDistribution()
+    levels = noise_levels(n, alpha)
+    out = []
+    with _NaiveEffective(model):
+        for b in range(images.shape[0]):
+            maps = []
+            for k in range(n):
+                seeds = [slot_seed(0, b, k)]
+                x = images[b : b + 1].clone().requires_grad_(True)
+                t = float(levels[k])
+                noise = slot_noise(seeds, images.shape[1:], images.device, images.dtype)
+                z = (1 - t) * warp(x, distribution.sample(seeds)) + math.sqrt(
+                    1 - (1 - t) ** 2
+                ) * noise
+                (grad,) = torch.autograd.grad(model(z)[0, target[b]], x)
+                maps.append(grad * x.detach())
+            out.append(robust_mean(torch.cat(maps), dim=0).sum(0))
+    return torch.stack(out)
+
+
+# --- memory probe (runs in a subprocess) ------------------------------------------------------------
+
+
+def _memory_probe(spec: dict[str, object]) -> dict[str, float]:
+    device = torch.device(str(spec["device"]))
+    model = timm.create_model(str(spec["model"]), pretrained=False).to(device).eval()
+    images = torch.randn(int(spec["batch"]), 3, 224, 224, device=device)  # type: ignore[call-overload]
+    target = torch.zeros(images.shape[0], dtype=torch.long, device=device)
+    dave = DAVE(
+        model,
+        num_samples=int(spec["n"]),
+        aggregation=spec["aggregation"],
+        max_batch_size=int(spec["max_batch"]),
+    )  # type: ignore[arg-type, call-overload]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        dave.attribute(images, target)
+        return {"peak_mb": (torch.cuda.max_memory_allocated() - base) / 2**20}
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    dave.attribute(images, target)
+    return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base}
+
+
+def _measure_memory(spec: dict[str, object]) -> float:
+    result = subprocess.run(
+        [sys.executable, __file__, "--memory-probe", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_mb"])
+
+
+# --- the report --------------------------------------------------------------------------------------
+
+
+def _speed_rows(args: argparse.Namespace, device: torch.device) -> Iterator[str]:
+    for name in args.models:
+        model = timm.create_model(name, pretrained=False).to(device).eval()
+        for batch in args.batch_sizes:
+            images = torch.randn(
+                batch, 3, 224, 224, device=device, generator=torch.Generator(device).manual_seed(0)
+            )
+            target = torch.arange(batch, device=device) % 1000
+            dave = DAVE(model, num_samples=args.num_samples, max_batch_size=args.max_batch)
+            t_dave = _best_time(lambda: dave.attribute(images, target), args.repeats, device)
+            t_plain = _best_time(
+                lambda: _plain_gradient_passes(
+                    model, images, target, args.num_samples, args.max_batch
+                ),
+                args.repeats,
+                device,
+            )
+            t_naive = (
+                _best_time(
+                    lambda: _naive_dave(model, images, target, args.num_samples, dave.noise_alpha),
+                    1,
+                    device,
+                    warm_up=False,
+                )
+                if not args.skip_naive
+                else math.nan
+            )
+            yield (
+                f"| {name} | {batch} | {args.num_samples} | {t_dave:.2f} | {t_plain:.2f} | "
+                f"**{t_dave / t_plain:.2f}** (<= 1.0) | {t_naive:.2f} | **{t_naive / t_dave:.2f}x** "
+                f"(>= {3.0 if device.type == 'cuda' else 1.5}x) |"
+            )
+
+
+def _memory_rows(args: argparse.Namespace, device: torch.device) -> Iterator[str]:
+    for n in args.memory_samples:
+        cells = []
+        for aggregation in ("robust", "mean"):
+            spec = {
+                "device": str(device),
+                "model": args.models[0],
+                "batch": args.memory_batch,
+                "n": n,
+                "aggregation": aggregation,
+                "max_batch": args.max_batch,
+            }
+            cells.append(f"{_measure_memory(spec):.0f}")
+        buffer_mb = args.memory_batch * n * 3 * 224 * 224 * 4 / 2**20
+        yield f"| {n} | {cells[0]} | {cells[1]} | {buffer_mb:.0f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="ViT-Ti only, N = 10, fewer repeats")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    if args.memory_probe:
+        print(json.dumps(_memory_probe(json.loads(args.memory_probe))))
+        return
+    args.models = (
+        ["vit_tiny_patch16_224"]
+        if args.quick
+        else ["vit_tiny_patch16_224", "vit_small_patch16_224"]
+    )
+    args.batch_sizes = [1, 8]
+    args.num_samples = 10 if args.quick else 50
+    args.repeats = 1 if args.quick else 2
+    args.max_batch = 64
+    args.memory_samples = [10, 25, 50] if args.quick else [10, 25, 50, 100]
+    args.memory_batch = 2 if args.quick else 8
+    device = torch.device(args.device)
+    print(
+        f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"torch {torch.__version__}, timm {timm.__version__}"
+    )
+    print("\n(a) vs N batched plain input-gradient passes, (b) vs a one-sample-at-a-time loop\n")
+    print("| model | B | N | DAVE s | plain N passes s | (a) ratio | naive loop s | (b) speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in _speed_rows(args, device):
+        print(row, flush=True)
+    print(
+        f"\n(c) peak memory above the model (MB), {args.models[0]}, B = {args.memory_batch}, max_batch_size = {args.max_batch}\n"
+    )
+    print("| N | robust | mean | robust buffer (B·N·C·H·W·4) |")
+    print("|---|---|---|---|")
+    for row in _memory_rows(args, device):
+        print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
