@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 
 import timm
 import torch
-import torch.nn.functional as F
 from timm.layers import Attention
 from torch import Tensor, nn
 

@@ -13,6 +13,7 @@ from dave_lightning._frozen_ops import (
     frozen_gate_quick_gelu,
     frozen_scale_layer_norm,
     gelu_gate,
+    value_only_qkv,
 )
 
 DOUBLE = torch.float64
@@ -105,3 +106,34 @@ def test_quick_gelu_backward_is_its_sigmoid_gate() -> None:
     torch.testing.assert_close(out.detach(), x * torch.sigmoid(1.702 * x))
     (grad,) = torch.autograd.grad(out.sum(), leaf)
     torch.testing.assert_close(grad, torch.sigmoid(1.702 * x))
+
+
+def test_gelu_gate_at_zero_is_one_half() -> None:
+    for approximate in ("none", "tanh"):
+        leaf = torch.zeros(3, dtype=DOUBLE, requires_grad=True)
+        (grad,) = torch.autograd.grad(frozen_gate_gelu(leaf, approximate).sum(), leaf)
+        assert grad.tolist() == [0.5, 0.5, 0.5]
+    leaf = torch.zeros(2, dtype=DOUBLE, requires_grad=True)
+    (grad,) = torch.autograd.grad(frozen_gate_quick_gelu(leaf).sum(), leaf)
+    assert grad.tolist() == [0.5, 0.5]
+
+
+def test_value_only_qkv_keeps_the_forward_and_drops_q_and_k_gradients() -> None:
+    d = 4
+    x = torch.randn(2, 5, d, dtype=DOUBLE)
+    weight = torch.randn(3 * d, d, dtype=DOUBLE, requires_grad=True)
+    bias = torch.randn(3 * d, dtype=DOUBLE, requires_grad=True)
+    g = torch.randn(2, 5, 3 * d, dtype=DOUBLE)
+    leaf = x.clone().requires_grad_(True)
+    out = value_only_qkv(leaf, weight, bias, 2 * d)
+    assert torch.equal(out.detach(), F.linear(x, weight, bias))
+    grad_x, grad_w, grad_b = torch.autograd.grad(out, (leaf, weight, bias), g)
+    torch.testing.assert_close(grad_x, g[..., 2 * d :] @ weight[2 * d :].detach())
+    torch.testing.assert_close(grad_w, g.reshape(-1, 3 * d).T @ x.reshape(-1, d))
+    torch.testing.assert_close(grad_b, g.reshape(-1, 3 * d).sum(0))
+    # with q and k constant downstream (zero upstream gradient) this is the ordinary gradient
+    g[..., : 2 * d] = 0
+    leaf = x.clone().requires_grad_(True)
+    (ordinary,) = torch.autograd.grad(F.linear(leaf, weight, bias), leaf, g)
+    (frozen,) = torch.autograd.grad(value_only_qkv(leaf, weight, bias, 2 * d), leaf, g)
+    torch.testing.assert_close(frozen, ordinary)
