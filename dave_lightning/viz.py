@@ -1,0 +1,190 @@
+"""Heatmaps, overlays and figures for attribution maps (matplotlib with the Agg backend).
+
+Images are shown in display space: either given in [0, 1], or mapped back from the model's
+normalised space with :func:`to_display` and the ``mean``/``std`` the model was trained with.
+
+Example:
+    >>> import torch
+    >>> images = torch.rand(2, 3, 32, 32)
+    >>> maps = torch.randn(2, 32, 32)
+    >>> blended = overlay(images, maps)
+    >>> blended.shape, float(blended.min()) >= 0.0, float(blended.max()) <= 1.0
+    (torch.Size([2, 3, 32, 32]), True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import matplotlib
+import torch
+from torch import Tensor
+
+from dave_lightning.postprocess import postprocess_for_display
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "attribution_figure",
+    "colorize",
+    "deletion_curves_figure",
+    "metric_history_figure",
+    "overlay",
+    "to_display",
+]
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    """Import pyplot on the headless Agg backend unless a backend is already in use."""
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_display(
+    images: Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> Tensor:
+    """Map images from the model's normalised space to [0, 1] RGB for display.
+
+    Args:
+        images: ``(B, C, H, W)``.
+        mean: Per-channel mean used for normalisation; with ``std`` undoes it.
+        std: Per-channel standard deviation used for normalisation.
+
+    Returns:
+        ``(B, 3, H, W)`` float in [0, 1]. Without ``mean``/``std`` each image is min-max scaled;
+        one-channel images are repeated to RGB.
+    """
+    images = images.detach().float().cpu()
+    if mean is not None and std is not None:
+        shape = (1, -1, 1, 1)
+        images = images * torch.tensor(std).view(shape) + torch.tensor(mean).view(shape)
+    else:
+        low = images.amin(dim=(1, 2, 3), keepdim=True)
+        high = images.amax(dim=(1, 2, 3), keepdim=True)
+        images = (images - low) / (high - low).clamp_min(1e-12)
+    if images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    return images[:, :3].clamp(0.0, 1.0)
+
+
+def colorize(maps: Tensor, cmap: str = "jet") -> Tensor:
+    """Colour ``(B, H, W)`` values in [0, 1] with a matplotlib colormap: ``(B, 3, H, W)``."""
+    colormap = matplotlib.colormaps[cmap]
+    rgba = colormap(maps.detach().float().cpu().clamp(0.0, 1.0).numpy())
+    return torch.from_numpy(rgba[..., :3]).permute(0, 3, 1, 2).float()
+
+
+def overlay(images: Tensor, maps: Tensor, alpha: float = 0.5, cmap: str = "jet") -> Tensor:
+    """Blend display images with their attribution heatmaps.
+
+    The maps go through :func:`~dave_lightning.postprocess_for_display` (positive evidence,
+    smoothed, scaled to [0, 1]) before colouring.
+
+    Args:
+        images: ``(B, 3, H, W)`` in [0, 1] (see :func:`to_display`).
+        maps: Signed attributions ``(B, H, W)``.
+        alpha: Weight of the heatmap.
+        cmap: A matplotlib colormap name.
+
+    Returns:
+        ``(B, 3, H, W)`` in [0, 1], ready for ``SummaryWriter.add_images``.
+    """
+    heat = colorize(postprocess_for_display(maps.detach().float().cpu()), cmap)
+    return ((1 - alpha) * images.detach().float().cpu() + alpha * heat).clamp(0.0, 1.0)
+
+
+def attribution_figure(
+    images: Tensor,
+    maps: Mapping[str, Tensor],
+    titles: Sequence[str] | None = None,
+    cell_inches: float = 1.8,
+) -> Figure:
+    """One row per image: the image, then one overlay per method.
+
+    Args:
+        images: ``(B, 3, H, W)`` display images in [0, 1].
+        maps: Method name to signed maps ``(B, H, W)``.
+        titles: Optional row titles, e.g. the class and the prediction.
+        cell_inches: Size of one panel.
+
+    Returns:
+        A matplotlib figure (close it with ``matplotlib.pyplot.close`` when done).
+    """
+    plt = _pyplot()
+    rows, cols = images.shape[0], 1 + len(maps)
+    figure, axes = plt.subplots(
+        rows, cols, figsize=(cell_inches * cols, cell_inches * rows), squeeze=False
+    )
+    overlays = {name: overlay(images, value) for name, value in maps.items()}
+    for row in range(rows):
+        axes[row, 0].imshow(images[row].permute(1, 2, 0).numpy())
+        axes[row, 0].set_title(titles[row] if titles else "image", fontsize=8)
+        for col, (name, blended) in enumerate(overlays.items(), start=1):
+            axes[row, col].imshow(blended[row].permute(1, 2, 0).numpy())
+            if row == 0:
+                axes[row, col].set_title(name, fontsize=8)
+    for axis in axes.flat:
+        axis.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def deletion_curves_figure(
+    fractions: Tensor, curves: Mapping[str, Tensor], title: str = "pixel deletion"
+) -> Figure:
+    """Mean deletion curve of each method (``"random"`` drawn dashed as the reference).
+
+    Args:
+        fractions: ``(S,)`` removed fractions.
+        curves: Method name to its mean curve ``(S,)``.
+        title: The chart title (say which direction is better).
+
+    Returns:
+        A matplotlib figure.
+    """
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for name, curve in curves.items():
+        style = "--" if name == "random" else "-"
+        axis.plot(fractions.cpu().numpy(), curve.detach().cpu().numpy(), style, label=name)
+    axis.set_xlabel("fraction of pixels removed")
+    axis.set_ylabel("target score")
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def metric_history_figure(
+    history: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]],
+    titles: Mapping[str, str] | None = None,
+) -> Figure:
+    """One panel per metric, one line per method, over epochs.
+
+    Args:
+        history: ``{metric: {method: [(epoch, value), ...]}}``.
+        titles: Optional panel titles per metric (e.g. saying which direction is better).
+
+    Returns:
+        A matplotlib figure.
+    """
+    plt = _pyplot()
+    count = max(1, len(history))
+    figure, axes = plt.subplots(1, count, figsize=(4.2 * count, 3.2), squeeze=False)
+    for axis, (metric, lines) in zip(axes[0], history.items(), strict=False):
+        for method, points in lines.items():
+            epochs = [epoch for epoch, _ in points]
+            values = [value for _, value in points]
+            axis.plot(epochs, values, "o-", label=method, markersize=3)
+        axis.set_title((titles or {}).get(metric, metric), fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
