@@ -43,7 +43,10 @@ def ref_grid_pointing_game(map_2d: Tensor, cell: int, grid_size: int, smoothing:
     return inside / everywhere if everywhere > 0 else 0.0
 
 
-def ref_energy_pointing_game(map_2d: Tensor, boxes: list[tuple[float, float, float, float]]) -> float:
+Box = tuple[float, float, float, float]
+
+
+def ref_energy_pointing_game(map_2d: Tensor, boxes: list[Box]) -> float:
     """Pixel (y, x) is inside a box when its centre (x + .5, y + .5) is in [x1, x2) x [y1, y2)."""
     values = as_grid(map_2d)
     height, width = len(values), len(values[0])
@@ -97,7 +100,8 @@ def ref_blur(image: Tensor, kernel_size: int, sigma: float) -> list[Grid]:
                 acc = 0.0
                 for i, dy in enumerate(range(-half, half + 1)):
                     for j, dx in enumerate(range(-half, half + 1)):
-                        acc += weights[i][j] * plane[reflect(y + dy, height)][reflect(x + dx, width)]
+                        source = plane[reflect(y + dy, height)][reflect(x + dx, width)]
+                        acc += weights[i][j] * source
                 blurred[y][x] = acc / norm
         out.append(blurred)
     return out

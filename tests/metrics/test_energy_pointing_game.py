@@ -63,7 +63,8 @@ def test_one_integer_box_per_image_as_the_dataset_collates_it():
     maps = random_maps(3, 6, 8, torch.float32, seed=2)
     boxes = [(1, 1, 4, 5), (0, 2, 8, 3), (5, 0, 7, 6)]
     expected = [ref_energy_pointing_game(maps[i], [boxes[i]]) for i in range(3)]
-    for collated in (torch.tensor(boxes)[:, None], torch.tensor(boxes, dtype=torch.float32)[:, None]):
+    for dtype in (torch.int64, torch.float32):
+        collated = torch.tensor(boxes, dtype=dtype)[:, None]
         assert_close_to(energy_pointing_game(maps, collated), expected, torch.float32)
 
 
@@ -78,7 +79,8 @@ def test_mask_input_equals_box_input():
     maps = random_maps(4, 5, 7, torch.float64, seed=3)
     boxes = [torch.tensor(box_set, dtype=torch.float64) for box_set in BOX_SETS]
     mask = boxes_to_mask(boxes, 4, 5, 7)
-    assert mask.dtype == torch.bool and mask.shape == (4, 5, 7)
+    assert mask.dtype == torch.bool
+    assert mask.shape == (4, 5, 7)
     torch.testing.assert_close(energy_pointing_game(maps, mask), energy_pointing_game(maps, boxes))
 
 

@@ -67,7 +67,8 @@ def test_non_finite_maps_give_nan_without_touching_others():
     maps[2, 3, 3] = float("inf")
     scores = grid_pointing_game(maps, torch.tensor([0, 1, 2]), smoothing=3)
     assert scores[0] == clean[0]
-    assert math.isnan(scores[1]) and math.isnan(scores[2])
+    assert math.isnan(scores[1])
+    assert math.isnan(scores[2])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -85,7 +86,8 @@ def test_class_equals_functional_and_accumulates(dtype):
     for metric in (whole, parts):
         torch.testing.assert_close(metric.compute(), expected.mean(), atol=TOL[dtype], rtol=0)
         torch.testing.assert_close(metric.per_sample_scores(), expected)
-        assert int(metric.count) == 10 and int(metric.num_nan) == 0
+        assert int(metric.count) == 10
+        assert int(metric.num_nan) == 0
 
 
 def test_forward_returns_the_batch_value_and_accumulates():
@@ -110,7 +112,8 @@ def test_class_excludes_counts_and_warns_about_non_finite_maps():
         metric.update(maps, cells)
     expected = grid_pointing_game(maps[[0, 2]], cells[[0, 2]], smoothing=3)
     torch.testing.assert_close(metric.compute(), expected.mean())
-    assert int(metric.num_nan) == 2 and int(metric.count) == 2
+    assert int(metric.num_nan) == 2
+    assert int(metric.count) == 2
     torch.testing.assert_close(metric.per_sample_scores(), expected)
 
 
