@@ -165,6 +165,8 @@ GOOD = dict(
         ({"order": "most"}, r"`order`: expected one of 'most_relevant_first', "),
         ({"replacement": "gray"}, r"`replacement`: expected one of 'blur', 'zero', 'mean'"),
         ({"replacement": torch.zeros(3, 1, 1)}, r"broadcastable to \(2, 1, 2, 3\)"),
+        ({"replacement": torch.zeros(4)}, r"broadcastable to .* shape \(4,\)"),
+        ({"replacement": torch.zeros(1, 1, 1, 1, 1)}, r"broadcastable to"),
         ({"replacement": torch.zeros(1, dtype=torch.long)}, r"`replacement`: expected a floating"),
         ({"score": "probability"}, r"`score`: expected one of 'softmax', 'logit'"),
         ({"batch_size": 0}, r"`batch_size`: expected an integer >= 1"),
@@ -186,3 +188,17 @@ def test_bad_inputs(change, match):
 def test_model_output_must_be_logits(model):
     with pytest.raises(BadInputError, match=r"`model`: expected a model returning logits"):
         pixel_deletion(model, **GOOD)
+
+
+def test_no_graph_is_built_for_images_that_require_grad():
+    images = torch.rand(2, 1, HEIGHT, WIDTH, requires_grad=True)
+    saved: list[torch.Size] = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor.shape)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        _, curves = pixel_deletion(Recorder(), images, GOOD["attributions"], 0, steps=2)
+    assert not curves.requires_grad
+    assert saved == []  # nothing kept for a backward pass, not even by the blur

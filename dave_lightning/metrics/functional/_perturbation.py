@@ -27,7 +27,7 @@ def step_counts(steps: int, max_fraction: float, num_pixels: int, device: torch.
     Rounding is half to even (``torch.round``), computed in float64.
     """
     fractions = torch.arange(steps + 1, dtype=torch.float64) / steps * max_fraction
-    return torch.round(fractions * num_pixels).long().to(device)
+    return torch.round(fractions * num_pixels).to(device=device, dtype=torch.int64)
 
 
 def removal_ranks(attributions: Tensor, order: str, generator: torch.Generator) -> Tensor:
@@ -43,7 +43,7 @@ def removal_ranks(attributions: Tensor, order: str, generator: torch.Generator) 
         generator: A CPU generator; it is advanced, the global RNG is not touched.
 
     Returns:
-        ``(B, H·W)`` int64 ranks: pixel ``p`` of image ``b`` is removed at the first step that
+        ``(B, H·W)`` integer ranks: pixel ``p`` of image ``b`` is removed at the first step that
         removes more than ``ranks[b, p]`` pixels.
     """
     batch = attributions.shape[0]
@@ -61,8 +61,10 @@ def removal_ranks(attributions: Tensor, order: str, generator: torch.Generator) 
             flat.gather(1, shuffle), dim=1, descending=descending, stable=True
         ).indices
         removal_order = shuffle.gather(1, sorted_positions)
-    positions = torch.arange(num_pixels, device=flat.device).expand(batch, num_pixels)
-    return torch.empty_like(removal_order).scatter_(1, removal_order, positions)
+    rank_dtype = torch.int32 if num_pixels < 2**31 else torch.int64  # halves the rank copies
+    positions = torch.arange(num_pixels, device=flat.device, dtype=rank_dtype)
+    ranks = torch.empty(batch, num_pixels, device=flat.device, dtype=rank_dtype)
+    return ranks.scatter_(1, removal_order, positions.expand(batch, num_pixels))
 
 
 def _reflect_indices(size: int, pad: int, device: torch.device) -> Tensor:

@@ -121,14 +121,19 @@ def _check_deletion_inputs(images: Any, attributions: Any, target: Any) -> Tenso
     return target
 
 
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return len(shape) <= len(target) and torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
 def _replacement_images(
     images: Tensor, replacement: str | Tensor, kernel_size: int, sigma: float
 ) -> Tensor:
     """Values removed pixels take: ``(B or 1, C or 1, H or 1, W or 1)``."""
     if isinstance(replacement, Tensor):
-        if replacement.dim() > 4 or torch.broadcast_shapes(
-            replacement.shape, images.shape
-        ) != images.shape:
+        if not _broadcasts_to(replacement.shape, images.shape):
             raise BadInputError.for_argument(
                 "replacement", f"a tensor broadcastable to {tuple(images.shape)}",
                 describe(replacement),
@@ -206,11 +211,11 @@ def _pixel_deletion_update(
         dtype = torch.promote_types(images.dtype, torch.float32)
         return images.new_full((batch, steps + 1), float("nan"), dtype=dtype), finite
     ranks = removal_ranks(maps.index_select(0, kept), order, torch.Generator().manual_seed(seed))
-    counts = step_counts(steps, max_fraction, height * width, images.device)
-    fill = _replacement_images(images, replacement, blur_kernel_size, blur_sigma)
-    if fill.shape[0] != 1:
-        fill = fill.index_select(0, kept)
+    counts = step_counts(steps, max_fraction, height * width, images.device).to(ranks.dtype)
     with evaluation_mode(model):
+        fill = _replacement_images(images, replacement, blur_kernel_size, blur_sigma)
+        if fill.shape[0] != 1:
+            fill = fill.index_select(0, kept)
         kept_curves = _evaluate_curves(
             model, images.index_select(0, kept), fill, ranks, counts,
             targets.index_select(0, kept), score, batch_size,
