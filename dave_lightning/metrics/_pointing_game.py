@@ -21,7 +21,8 @@ class PointingGameMetric(Metric):
 
     States (all synchronised across processes): ``score_sum`` and ``count`` (sums) give the mean;
     ``num_nan`` (sum) counts maps with NaN or ±inf, which are excluded; ``scores`` (``cat``) keeps
-    the included per-sample scores for :meth:`per_sample_scores` and :meth:`plot`.
+    the included per-sample scores for :meth:`per_sample_scores` and :meth:`plot`, in the metric's
+    dtype (``set_dtype``) so that every process gathers the same dtype.
     """
 
     is_differentiable = False
@@ -48,7 +49,7 @@ class PointingGameMetric(Metric):
         kept = scores[include]
         self.score_sum += kept.sum().to(self.score_sum.dtype)
         self.count += kept.numel()
-        self.scores.append(kept)
+        self.scores.append(kept.to(self.dtype))
 
     def compute(self) -> Tensor:
         """Mean score over the included samples (NaN before any was included)."""

@@ -135,7 +135,7 @@ class PixelDeletion(Metric):
         kept = curves[finite]
         self.curve_sum += kept.sum(dim=0).to(self.curve_sum)
         self.count += kept.shape[0]
-        self.auc_scores.append(deletion_auc(kept, self._fractions(kept)))
+        self.auc_scores.append(deletion_auc(kept, self._fractions(kept)).to(self.dtype))
 
     def compute(self) -> dict[str, Tensor]:
         """``{"auc", "curve", "fractions"}`` of the mean curve (NaN before any sample)."""

@@ -17,6 +17,7 @@ from dave_lightning.metrics import EnergyPointingGame, GridPointingGame, PixelDe
 
 WORLD_SIZE = 2
 SHARDS = [slice(0, 3), slice(3, 8)]  # uneven on purpose
+ONE_RANK_IDLE = [None, slice(0, 8)]  # rank 0 never calls update
 DELETION = dict(steps=4, max_fraction=0.75, blur_kernel_size=3, blur_sigma=1.0)
 
 
@@ -34,17 +35,18 @@ def make_data() -> dict:
     )
 
 
-def run_metrics(data: dict, part: slice) -> dict:
+def run_metrics(data: dict, part: slice | None) -> dict:
     grid = GridPointingGame(smoothing=3).set_dtype(torch.float64)
     energy = EnergyPointingGame().set_dtype(torch.float64)
     deletion = PixelDeletion(**DELETION).set_dtype(torch.float64)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        grid.update(data["maps"][part], data["cells"][part])
-        energy.update(data["maps"][part], data["boxes"][part])
-        deletion.update(data["model"], data["images"][part], data["maps"][part],
-                        data["target"][part])
-    out = {"grid": grid.compute(), "energy": energy.compute(), "deletion": deletion.compute()}
+        warnings.simplefilter("ignore")  # the NaN map, and compute before update on an idle rank
+        if part is not None:
+            grid.update(data["maps"][part], data["cells"][part])
+            energy.update(data["maps"][part], data["boxes"][part])
+            deletion.update(data["model"], data["images"][part], data["maps"][part],
+                            data["target"][part])
+        out = {"grid": grid.compute(), "energy": energy.compute(), "deletion": deletion.compute()}
     out["grid_scores"] = grid.per_sample_scores()
     out["energy_scores"] = energy.per_sample_scores()
     out["deletion_auc"] = deletion.per_sample_auc()
@@ -58,8 +60,9 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE
     )
     try:
-        result = run_metrics(make_data(), SHARDS[rank])
-        torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+        for name, shards in (("uneven", SHARDS), ("idle", ONE_RANK_IDLE)):
+            result = run_metrics(make_data(), shards[rank])
+            torch.save(result, os.path.join(out_dir, f"{name}{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -91,5 +94,6 @@ def test_two_process_gloo_run_equals_one_process(tmp_path: Path):
     single = run_metrics(make_data(), slice(0, 8))
     assert single["counts"] == (1, 1, 6)
     assert single["grid_scores"].shape == (7,)
-    for rank in range(WORLD_SIZE):
-        assert_same(torch.load(tmp_path / f"rank{rank}.pt"), single)
+    for name in ("uneven", "idle"):
+        for rank in range(WORLD_SIZE):
+            assert_same(torch.load(tmp_path / f"{name}{rank}.pt"), single)
