@@ -86,6 +86,15 @@ class PointingGameMetric(Metric):
 
         Returns:
             The figure and the axis.
+
+        Example:
+            >>> import torch
+            >>> from dave_lightning.metrics import GridPointingGame
+            >>> metric = GridPointingGame()
+            >>> metric.update(torch.rand(8, 4, 4), torch.arange(8) % 4)
+            >>> fig, ax = metric.plot()  # histogram with the mean and the 25 % chance level
+            >>> sum(bar.get_height() for bar in ax.patches)
+            8.0
         """
         if val is None or (isinstance(val, Tensor) and val.dim() == 1):
             scores = self.per_sample_scores() if val is None else val

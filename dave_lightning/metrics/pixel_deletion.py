@@ -167,6 +167,15 @@ class PixelDeletion(Metric):
 
         Returns:
             The figure and the axis.
+
+        Example:
+            >>> import torch
+            >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+            >>> metric = PixelDeletion(steps=4, order="least_relevant_first")
+            >>> metric.update(model, torch.rand(2, 1, 4, 4), torch.rand(2, 4, 4), target=1)
+            >>> fig, ax = metric.plot()
+            >>> ax.get_title()
+            'Pixel deletion, least relevant first (AUC higher is better)'
         """
         if val is None:
             results: list[Mapping[str, Tensor]] = [self.compute()]
