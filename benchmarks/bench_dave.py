@@ -16,6 +16,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import resource
@@ -71,7 +72,7 @@ def _plain_gradient_passes(
         torch.autograd.grad(logits.gather(1, target[index, None]).sum(), x)
 
 
-# --- the naive first implementation ----------------------------------------------------------------
+# --- the naive first implementation --------------------------------------------------------------
 
 
 def _naive_attention(
@@ -135,7 +136,7 @@ def _naive_dave(model: nn.Module, images: Tensor, target: Tensor, n: int, alpha:
     return torch.stack(out)
 
 
-# --- memory probe (runs in a subprocess) ------------------------------------------------------------
+# --- memory probe (runs in a subprocess) ---------------------------------------------------------
 
 
 def _memory_probe(spec: dict[str, object]) -> dict[str, float]:
@@ -169,41 +170,29 @@ def _measure_memory(spec: dict[str, object]) -> float:
     return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_mb"])
 
 
-# --- the report --------------------------------------------------------------------------------------
+# --- the report ----------------------------------------------------------------------------------
 
 
-def _speed_rows(args: argparse.Namespace, device: torch.device) -> Iterator[str]:
-    for name in args.models:
-        model = timm.create_model(name, pretrained=False).to(device).eval()
-        for batch in args.batch_sizes:
-            images = torch.randn(
-                batch, 3, 224, 224, device=device, generator=torch.Generator(device).manual_seed(0)
-            )
-            target = torch.arange(batch, device=device) % 1000
-            dave = DAVE(model, num_samples=args.num_samples, max_batch_size=args.max_batch)
-            t_dave = _best_time(lambda: dave.attribute(images, target), args.repeats, device)
-            t_plain = _best_time(
-                lambda: _plain_gradient_passes(
-                    model, images, target, args.num_samples, args.max_batch
-                ),
-                args.repeats,
-                device,
-            )
-            t_naive = (
-                _best_time(
-                    lambda: _naive_dave(model, images, target, args.num_samples, dave.noise_alpha),
-                    1,
-                    device,
-                    warm_up=False,
-                )
-                if not args.skip_naive
-                else math.nan
-            )
-            yield (
-                f"| {name} | {batch} | {args.num_samples} | {t_dave:.2f} | {t_plain:.2f} | "
-                f"**{t_dave / t_plain:.2f}** (<= 1.0) | {t_naive:.2f} | **{t_naive / t_dave:.2f}x** "
-                f"(>= {3.0 if device.type == 'cuda' else 1.5}x) |"
-            )
+def _speed_row(args: argparse.Namespace, device: torch.device, name: str, batch: int) -> str:
+    model = timm.create_model(name, pretrained=False).to(device).eval()
+    generator = torch.Generator(device).manual_seed(0)
+    images = torch.randn(batch, 3, 224, 224, device=device, generator=generator)
+    target = torch.arange(batch, device=device) % 1000
+    n, chunk = args.num_samples, args.max_batch
+    dave = DAVE(model, num_samples=n, max_batch_size=chunk)
+    t_dave = _best_time(functools.partial(dave.attribute, images, target), args.repeats, device)
+    plain = functools.partial(_plain_gradient_passes, model, images, target, n, chunk)
+    t_plain = _best_time(plain, args.repeats, device)
+    t_naive = math.nan
+    if not args.skip_naive:
+        naive = functools.partial(_naive_dave, model, images, target, n, dave.noise_alpha)
+        t_naive = _best_time(naive, 1, device, warm_up=False)
+    goal = 3.0 if device.type == "cuda" else 1.5
+    return (
+        f"| {name} | {batch} | {n} | {t_dave:.2f} | {t_plain:.2f} | "
+        f"**{t_dave / t_plain:.2f}** (<= 1.0) | {t_naive:.2f} | **{t_naive / t_dave:.2f}x** "
+        f"(>= {goal}x) |"
+    )
 
 
 def _memory_rows(args: argparse.Namespace, device: torch.device) -> Iterator[str]:
@@ -221,6 +210,12 @@ def _memory_rows(args: argparse.Namespace, device: torch.device) -> Iterator[str
             cells.append(f"{_measure_memory(spec):.0f}")
         buffer_mb = args.memory_batch * n * 3 * 224 * 224 * 4 / 2**20
         yield f"| {n} | {cells[0]} | {cells[1]} | {buffer_mb:.0f} |"
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    return f"{torch.get_num_threads()} threads"
 
 
 def main() -> None:
@@ -248,16 +243,18 @@ def main() -> None:
     args.memory_batch = 2 if args.quick else 8
     device = torch.device(args.device)
     print(
-        f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"device: {device} ({_device_name(device)}), "
         f"torch {torch.__version__}, timm {timm.__version__}"
     )
     print("\n(a) vs N batched plain input-gradient passes, (b) vs a one-sample-at-a-time loop\n")
     print("| model | B | N | DAVE s | plain N passes s | (a) ratio | naive loop s | (b) speed-up |")
     print("|---|---|---|---|---|---|---|---|")
-    for row in _speed_rows(args, device):
-        print(row, flush=True)
+    for name in args.models:
+        for batch in args.batch_sizes:
+            print(_speed_row(args, device, name, batch), flush=True)
     print(
-        f"\n(c) peak memory above the model (MB), {args.models[0]}, B = {args.memory_batch}, max_batch_size = {args.max_batch}\n"
+        f"\n(c) peak memory above the model (MB), {args.models[0]}, B = {args.memory_batch}, "
+        f"max_batch_size = {args.max_batch}\n"
     )
     print("| N | robust | mean | robust buffer (B·N·C·H·W·4) |")
     print("|---|---|---|---|")

@@ -132,18 +132,28 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     print(f"model: {description}; device {device}; {threads} CPU threads")
-    print(f"{args.images} images x {args.steps + 1} steps = {copies} forward passes, "
-          f"batch size {args.batch_size}, blur 31x31 sigma 7, min of {args.repeats} runs")
+    print(
+        f"{args.images} images x {args.steps + 1} steps = {copies} forward passes, "
+        f"batch size {args.batch_size}, blur 31x31 sigma 7, min of {args.repeats} runs"
+    )
     print(f"plain forward passes       : {forward / args.images * 1e3:9.2f} ms/image")
-    print(f"pixel deletion, batched    : {batched / args.images * 1e3:9.2f} ms/image   "
-          f"cost ratio {batched / forward:5.2f}  (goal <= 1.20)")
-    print(f"bookkeeping alone          : {bookkeeping / args.images * 1e3:9.2f} ms/image   "
-          f"share {bookkeeping / forward:5.2f} of the forward passes")
-    print(f"pixel deletion, 1 at a time: {one_at_a_time / args.images * 1e3:9.2f} ms/image   "
-          f"batching speed-up {one_at_a_time / batched:5.2f}x")
+    print(
+        f"pixel deletion, batched    : {batched / args.images * 1e3:9.2f} ms/image   "
+        f"cost ratio {batched / forward:5.2f}  (goal <= 1.20)"
+    )
+    print(
+        f"bookkeeping alone          : {bookkeeping / args.images * 1e3:9.2f} ms/image   "
+        f"share {bookkeeping / forward:5.2f} of the forward passes"
+    )
+    print(
+        f"pixel deletion, 1 at a time: {one_at_a_time / args.images * 1e3:9.2f} ms/image   "
+        f"batching speed-up {one_at_a_time / batched:5.2f}x"
+    )
     if args.quick:
-        print("quick mode checks that the script runs: the toy model is so cheap that fixed costs "
-              "dominate, so its ratios say little about a real ViT")
+        print(
+            "quick mode checks that the script runs: the toy model is so cheap that fixed costs "
+            "dominate, so its ratios say little about a real ViT"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """dave_lightning: DAVE attributions for timm Vision Transformers and tools to monitor them.
 
-The core imports neither Lightning nor the metrics:
+Names are imported lazily on first use, so ``import dave_lightning.metrics`` does not pull in
+timm, and the core never pulls in Lightning:
 
 >>> import torch
 >>> from timm.models.vision_transformer import VisionTransformer
@@ -12,34 +13,55 @@ The core imports neither Lightning nor the metrics:
 torch.Size([1, 32, 32])
 """
 
-from dave_lightning.aggregation import robust_mean
-from dave_lightning.attributor import Attributor
-from dave_lightning.dave import DAVE, DEFAULT_NOISE_ALPHA, default_noise_alpha
-from dave_lightning.effective import check_supported, effective_mode
-from dave_lightning.errors import (
-    BadInputError,
-    ConfigurationError,
-    DaveError,
-    UnsupportedModelError,
-)
-from dave_lightning.postprocess import postprocess_for_display
-from dave_lightning.transforms import LocalTransformDistribution
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DAVE",
-    "DEFAULT_NOISE_ALPHA",
-    "Attributor",
-    "BadInputError",
-    "ConfigurationError",
-    "DaveError",
-    "LocalTransformDistribution",
-    "UnsupportedModelError",
-    "__version__",
-    "check_supported",
-    "default_noise_alpha",
-    "effective_mode",
-    "postprocess_for_display",
-    "robust_mean",
-]
+_EXPORTS: dict[str, str] = {
+    "Attributor": "dave_lightning.attributor",
+    "BadInputError": "dave_lightning.errors",
+    "ConfigurationError": "dave_lightning.errors",
+    "DAVE": "dave_lightning.dave",
+    "DEFAULT_NOISE_ALPHA": "dave_lightning.dave",
+    "DaveError": "dave_lightning.errors",
+    "LocalTransformDistribution": "dave_lightning.transforms",
+    "UnsupportedModelError": "dave_lightning.errors",
+    "check_supported": "dave_lightning.effective",
+    "default_noise_alpha": "dave_lightning.dave",
+    "effective_mode": "dave_lightning.effective",
+    "postprocess_for_display": "dave_lightning.postprocess",
+    "robust_mean": "dave_lightning.aggregation",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dave_lightning' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from dave_lightning.aggregation import robust_mean
+    from dave_lightning.attributor import Attributor
+    from dave_lightning.dave import DAVE, DEFAULT_NOISE_ALPHA, default_noise_alpha
+    from dave_lightning.effective import check_supported, effective_mode
+    from dave_lightning.errors import (
+        BadInputError,
+        ConfigurationError,
+        DaveError,
+        UnsupportedModelError,
+    )
+    from dave_lightning.postprocess import postprocess_for_display
+    from dave_lightning.transforms import LocalTransformDistribution

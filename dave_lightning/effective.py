@@ -267,7 +267,9 @@ def _apply(model: nn.Module, restorer: _Restorer) -> None:
             for part in (module.q_norm, module.k_norm, getattr(module, "gate", None)):
                 if isinstance(part, nn.Module):
                     restorer.detach_output(part)
-            restorer.override_forward(module.qkv, _effective_qkv)
+            qkv = module.qkv
+            assert isinstance(qkv, nn.Linear)  # checked by _problem_with_known
+            restorer.override_forward(qkv, _effective_qkv)
 
 
 @contextlib.contextmanager

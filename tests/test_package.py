@@ -24,10 +24,23 @@ def test_core_does_not_import_lightning_or_the_metrics() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_metrics_import_neither_timm_nor_lightning() -> None:
+    code = (
+        "import sys, dave_lightning.metrics, dave_lightning.metrics.functional;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('timm', 'pytorch_lightning')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_public_names_resolve() -> None:
     assert dave_lightning.__version__
     for name in dave_lightning.__all__:
         assert getattr(dave_lightning, name) is not None
+    assert set(dave_lightning.__all__) <= set(dir(dave_lightning))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = dave_lightning.nope
 
 
 @pytest.mark.skipif(shutil.which("dave-lightning") is None, reason="console script not installed")
