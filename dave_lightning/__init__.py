@@ -36,7 +36,22 @@ _EXPORTS: dict[str, str] = {
     "robust_mean": "dave_lightning.aggregation",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "DAVE",
+    "DEFAULT_NOISE_ALPHA",
+    "Attributor",
+    "BadInputError",
+    "ConfigurationError",
+    "DaveError",
+    "LocalTransformDistribution",
+    "UnsupportedModelError",
+    "__version__",
+    "check_supported",
+    "default_noise_alpha",
+    "effective_mode",
+    "postprocess_for_display",
+    "robust_mean",
+]
 
 
 def __getattr__(name: str) -> Any:

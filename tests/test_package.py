@@ -30,7 +30,9 @@ def test_metrics_import_neither_timm_nor_lightning() -> None:
         "bad = [m for m in sys.modules if m.split('.')[0] in ('timm', 'pytorch_lightning')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -39,6 +41,7 @@ def test_public_names_resolve() -> None:
     for name in dave_lightning.__all__:
         assert getattr(dave_lightning, name) is not None
     assert set(dave_lightning.__all__) <= set(dir(dave_lightning))
+    assert set(dave_lightning.__all__) == {"__version__", *dave_lightning._EXPORTS}
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = dave_lightning.nope
 

@@ -72,9 +72,7 @@ class PointingGameMetric(Metric):
         """A reference value to mark in the distribution plot (e.g. chance level), and its label."""
         return None, ""
 
-    def plot(
-        self, val: Tensor | Sequence[Tensor] | None = None, ax: Any = None
-    ) -> tuple[Any, Any]:
+    def plot(self, val: Tensor | Sequence[Tensor] | None = None, ax: Any = None) -> tuple[Any, Any]:
         """Plot the distribution of per-sample scores, or metric values over time.
 
         Args:

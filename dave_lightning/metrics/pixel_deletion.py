@@ -86,13 +86,27 @@ class PixelDeletion(Metric):
     auc_scores: list[Tensor]
 
     def __init__(
-        self, steps: int = 20, max_fraction: float = 1.0,
-        order: DeletionOrder = "most_relevant_first", replacement: Replacement | Tensor = "blur",
-        score: DeletionScore = "softmax", batch_size: int = 64, seed: int = 0,
-        blur_kernel_size: int = 31, blur_sigma: float = 7.0, **kwargs: Any,
+        self,
+        steps: int = 20,
+        max_fraction: float = 1.0,
+        order: DeletionOrder = "most_relevant_first",
+        replacement: Replacement | Tensor = "blur",
+        score: DeletionScore = "softmax",
+        batch_size: int = 64,
+        seed: int = 0,
+        blur_kernel_size: int = 31,
+        blur_sigma: float = 7.0,
+        **kwargs: Any,
     ) -> None:
         _check_deletion_options(
-            steps, max_fraction, order, replacement, score, batch_size, seed, blur_kernel_size,
+            steps,
+            max_fraction,
+            order,
+            replacement,
+            score,
+            batch_size,
+            seed,
+            blur_kernel_size,
             blur_sigma,
         )
         super().__init__(**kwargs)
@@ -127,8 +141,18 @@ class PixelDeletion(Metric):
     ) -> None:
         """Add the deletion curves of a batch; ``model`` is used, not kept."""
         curves, finite = _pixel_deletion_update(
-            model, images, attributions, target, self.steps, self.max_fraction, self.order,
-            self.replacement, self.score, self.batch_size, self.seed, self.blur_kernel_size,
+            model,
+            images,
+            attributions,
+            target,
+            self.steps,
+            self.max_fraction,
+            self.order,
+            self.replacement,
+            self.score,
+            self.batch_size,
+            self.seed,
+            self.blur_kernel_size,
             self.blur_sigma,
         )
         self.num_nan += warn_non_finite(type(self).__name__, finite)

@@ -54,9 +54,7 @@ def ref_energy_pointing_game(map_2d: Tensor, boxes: list[Box]) -> float:
     covered = 0
     for y in range(height):
         for x in range(width):
-            hit = any(
-                x1 <= x + 0.5 < x2 and y1 <= y + 0.5 < y2 for (x1, y1, x2, y2) in boxes
-            )
+            hit = any(x1 <= x + 0.5 < x2 and y1 <= y + 0.5 < y2 for (x1, y1, x2, y2) in boxes)
             covered += hit
             positive = max(values[y][x], 0.0)
             everywhere += positive
@@ -140,8 +138,16 @@ def ref_softmax(logits: list[float], index: int) -> float:
 
 
 def ref_deletion_curve(
-    model: PixelLinear, image: Tensor, map_2d: Tensor, target: int, *, steps: int,
-    max_fraction: float, most_first: bool, fill: list[Grid], score: str,
+    model: PixelLinear,
+    image: Tensor,
+    map_2d: Tensor,
+    target: int,
+    *,
+    steps: int,
+    max_fraction: float,
+    most_first: bool,
+    fill: list[Grid],
+    score: str,
 ) -> list[float]:
     """Distinct attribution values are required: the order is then unique."""
     values = as_grid(map_2d)

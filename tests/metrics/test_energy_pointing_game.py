@@ -32,8 +32,11 @@ BOX_SETS = [
 
 def assert_close_to(scores: torch.Tensor, expected: list[float], dtype: torch.dtype) -> None:
     torch.testing.assert_close(
-        scores.double(), torch.tensor(expected, dtype=torch.float64),
-        atol=TOL[dtype], rtol=TOL[dtype], equal_nan=True,
+        scores.double(),
+        torch.tensor(expected, dtype=torch.float64),
+        atol=TOL[dtype],
+        rtol=TOL[dtype],
+        equal_nan=True,
     )
 
 

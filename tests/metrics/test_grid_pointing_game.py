@@ -34,8 +34,10 @@ def test_functional_matches_reference(dtype, grid_size, smoothing, shape):
     assert scores.dtype == dtype
     assert scores.shape == (6,)
     torch.testing.assert_close(
-        scores.double(), torch.tensor(expected, dtype=torch.float64),
-        atol=TOL[dtype], rtol=TOL[dtype],
+        scores.double(),
+        torch.tensor(expected, dtype=torch.float64),
+        atol=TOL[dtype],
+        rtol=TOL[dtype],
     )
 
 

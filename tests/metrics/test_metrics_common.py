@@ -17,8 +17,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 PACKAGE_DIR = Path(metrics_package.__file__).parent
-ALLOWED_TOP_LEVEL = {"__future__", "collections", "contextlib", "math", "typing", "warnings",
-                     "torch", "torchmetrics", "dave_lightning"}
+ALLOWED_TOP_LEVEL = {
+    "__future__",
+    "collections",
+    "contextlib",
+    "math",
+    "typing",
+    "warnings",
+    "torch",
+    "torchmetrics",
+    "dave_lightning",
+}
 
 
 def imports(tree: ast.AST) -> list[tuple[str, bool]]:
@@ -52,19 +61,32 @@ def test_the_metrics_import_only_torch_torchmetrics_and_the_errors():
 @pytest.mark.parametrize(
     ("metric", "states"),
     [
-        (GridPointingGame(), {"score_sum": "sum", "count": "sum", "num_nan": "sum",
-                              "scores": "cat"}),
-        (EnergyPointingGame(), {"score_sum": "sum", "count": "sum", "num_nan": "sum",
-                                "num_empty": "sum", "scores": "cat"}),
-        (PixelDeletion(), {"curve_sum": "sum", "count": "sum", "num_nan": "sum",
-                           "auc_scores": "cat"}),
+        (
+            GridPointingGame(),
+            {"score_sum": "sum", "count": "sum", "num_nan": "sum", "scores": "cat"},
+        ),
+        (
+            EnergyPointingGame(),
+            {
+                "score_sum": "sum",
+                "count": "sum",
+                "num_nan": "sum",
+                "num_empty": "sum",
+                "scores": "cat",
+            },
+        ),
+        (
+            PixelDeletion(),
+            {"curve_sum": "sum", "count": "sum", "num_nan": "sum", "auc_scores": "cat"},
+        ),
     ],
 )
 def test_class_contract(metric, states):
     assert metric.is_differentiable is False
     assert metric.full_state_update is False
-    reductions = {name: fn.__name__.removeprefix("dim_zero_") for name, fn in
-                  metric._reductions.items()}
+    reductions = {
+        name: fn.__name__.removeprefix("dim_zero_") for name, fn in metric._reductions.items()
+    }
     assert reductions == states
     if not isinstance(metric, PixelDeletion):
         assert metric.higher_is_better is True
@@ -105,8 +127,11 @@ def test_pointing_game_plots_show_the_distribution():
 
 @pytest.mark.parametrize(
     ("order", "words"),
-    [("most_relevant_first", "lower is better"), ("least_relevant_first", "higher is better"),
-     ("random", "reference line")],
+    [
+        ("most_relevant_first", "lower is better"),
+        ("least_relevant_first", "higher is better"),
+        ("random", "reference line"),
+    ],
 )
 def test_deletion_plot_draws_the_curve_and_says_which_way_is_better(order, words):
     metric = PixelDeletion(steps=3, order=order, replacement="zero")

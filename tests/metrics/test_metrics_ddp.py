@@ -30,8 +30,12 @@ def make_data() -> dict:
     boxes[6] = torch.zeros(0, 4)  # rank 1 has an empty box set
     weight = torch.randn(3, 2, 6, 6, generator=generator, dtype=torch.float64)
     return dict(
-        maps=maps, images=images, boxes=boxes, cells=torch.arange(8) % 4,
-        target=torch.arange(8) % 3, model=PixelLinear(weight, torch.zeros(3, dtype=torch.float64)),
+        maps=maps,
+        images=images,
+        boxes=boxes,
+        cells=torch.arange(8) % 4,
+        target=torch.arange(8) % 3,
+        model=PixelLinear(weight, torch.zeros(3, dtype=torch.float64)),
     )
 
 
@@ -44,8 +48,9 @@ def run_metrics(data: dict, part: slice | None) -> dict:
         if part is not None:
             grid.update(data["maps"][part], data["cells"][part])
             energy.update(data["maps"][part], data["boxes"][part])
-            deletion.update(data["model"], data["images"][part], data["maps"][part],
-                            data["target"][part])
+            deletion.update(
+                data["model"], data["images"][part], data["maps"][part], data["target"][part]
+            )
         out = {"grid": grid.compute(), "energy": energy.compute(), "deletion": deletion.compute()}
     out["grid_scores"] = grid.per_sample_scores()
     out["energy_scores"] = energy.per_sample_scores()
@@ -82,7 +87,10 @@ def assert_same(left, right) -> None:
 def test_two_process_gloo_run_equals_one_process(tmp_path: Path):
     init_file = str(tmp_path / "ddp_init")  # a free rendezvous: the file must not exist yet
     context = mp.start_processes(
-        worker, args=(init_file, str(tmp_path)), nprocs=WORLD_SIZE, join=False,
+        worker,
+        args=(init_file, str(tmp_path)),
+        nprocs=WORLD_SIZE,
+        join=False,
         start_method="spawn",
     )
     deadline = time.monotonic() + 240

@@ -34,16 +34,31 @@ def random_inputs(batch: int, dtype: torch.dtype, seed: int = 0):
 
 FILL_TENSOR = torch.tensor([0.5, -1.0, 2.0]).view(3, 1, 1)
 CASES = [
-    dict(order="most_relevant_first", replacement="blur", score="softmax", steps=7,
-         max_fraction=0.55, blur_kernel_size=5, blur_sigma=1.5),
-    dict(order="least_relevant_first", replacement="zero", score="logit", steps=4,
-         max_fraction=1.0),
-    dict(order="most_relevant_first", replacement="mean", score="softmax", steps=30,
-         max_fraction=1.0),
-    dict(order="least_relevant_first", replacement=FILL_TENSOR, score="softmax", steps=5,
-         max_fraction=0.9),
-    dict(order="least_relevant_first", replacement="blur", score="logit", steps=3,
-         max_fraction=0.8),  # the paper's 31x31, sigma 7 blur: reflected several times
+    dict(
+        order="most_relevant_first",
+        replacement="blur",
+        score="softmax",
+        steps=7,
+        max_fraction=0.55,
+        blur_kernel_size=5,
+        blur_sigma=1.5,
+    ),
+    dict(
+        order="least_relevant_first", replacement="zero", score="logit", steps=4, max_fraction=1.0
+    ),
+    dict(
+        order="most_relevant_first", replacement="mean", score="softmax", steps=30, max_fraction=1.0
+    ),
+    dict(
+        order="least_relevant_first",
+        replacement=FILL_TENSOR,
+        score="softmax",
+        steps=5,
+        max_fraction=0.9,
+    ),
+    dict(
+        order="least_relevant_first", replacement="blur", score="logit", steps=3, max_fraction=0.8
+    ),  # the paper's 31x31, sigma 7 blur: reflected several times
 ]
 
 
@@ -52,9 +67,7 @@ def reference_fill(image: torch.Tensor, options: dict) -> list:
     if isinstance(replacement, torch.Tensor):
         return [constant_fill(float(v), 1, HEIGHT, WIDTH)[0] for v in replacement.flatten()]
     if replacement == "blur":
-        return ref_blur(
-            image, options.get("blur_kernel_size", 31), options.get("blur_sigma", 7.0)
-        )
+        return ref_blur(image, options.get("blur_kernel_size", 31), options.get("blur_sigma", 7.0))
     if replacement == "mean":
         return mean_fill(image)
     return constant_fill(0.0, CHANNELS, HEIGHT, WIDTH)
@@ -79,13 +92,21 @@ def test_functional_matches_reference(dtype, case):
     torch.testing.assert_close(fractions.double(), expected_fractions)
     for i in range(3):
         expected = ref_deletion_curve(
-            model, images[i], maps[i], int(target[i]), steps=steps, max_fraction=max_fraction,
+            model,
+            images[i],
+            maps[i],
+            int(target[i]),
+            steps=steps,
+            max_fraction=max_fraction,
             most_first=options["order"] == "most_relevant_first",
-            fill=reference_fill(images[i], options), score=options["score"],
+            fill=reference_fill(images[i], options),
+            score=options["score"],
         )
         torch.testing.assert_close(
-            curves[i].double(), torch.tensor(expected, dtype=torch.float64),
-            atol=TOL[dtype], rtol=TOL[dtype],
+            curves[i].double(),
+            torch.tensor(expected, dtype=torch.float64),
+            atol=TOL[dtype],
+            rtol=TOL[dtype],
         )
 
 
@@ -96,8 +117,15 @@ def test_full_replacement_tensor_and_int_target():
     _, curves = pixel_deletion(model, images, maps, 2, steps=6, replacement=fill, score="logit")
     for i in range(2):
         expected = ref_deletion_curve(
-            model, images[i], maps[i], 2, steps=6, max_fraction=1.0, most_first=True,
-            fill=[[row[:] for row in channel.tolist()] for channel in fill[i]], score="logit",
+            model,
+            images[i],
+            maps[i],
+            2,
+            steps=6,
+            max_fraction=1.0,
+            most_first=True,
+            fill=[[row[:] for row in channel.tolist()] for channel in fill[i]],
+            score="logit",
         )
         torch.testing.assert_close(curves[i], torch.tensor(expected, dtype=torch.float64))
 

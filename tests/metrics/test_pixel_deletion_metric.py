@@ -43,12 +43,16 @@ def test_class_equals_functional_and_accumulates(dtype):
         torch.testing.assert_close(result["fractions"], fractions)
         torch.testing.assert_close(result["curve"], curves.mean(0), atol=TOL[dtype], rtol=0)
         torch.testing.assert_close(
-            result["auc"].double(), torch.tensor(per_sample, dtype=torch.float64).mean(),
-            atol=TOL[dtype], rtol=0,
+            result["auc"].double(),
+            torch.tensor(per_sample, dtype=torch.float64).mean(),
+            atol=TOL[dtype],
+            rtol=0,
         )
         torch.testing.assert_close(
-            metric.per_sample_auc().double(), torch.tensor(per_sample, dtype=torch.float64),
-            atol=TOL[dtype], rtol=0,
+            metric.per_sample_auc().double(),
+            torch.tensor(per_sample, dtype=torch.float64),
+            atol=TOL[dtype],
+            rtol=0,
         )
         assert int(metric.count) == 7
         assert int(metric.num_nan) == 0

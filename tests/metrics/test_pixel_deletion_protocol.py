@@ -29,8 +29,15 @@ def removal_orders(maps: torch.Tensor, order: str, seed: int) -> list[tuple[int,
     """Run pixel deletion one pixel per step and decode which pixel each step removed."""
     images = torch.ones(maps.shape[0], 1, HEIGHT, WIDTH, dtype=torch.float64)
     _, curves = pixel_deletion(
-        order_revealing_model(), images, maps, 0, steps=PIXELS, order=order,
-        replacement="zero", score="logit", seed=seed,
+        order_revealing_model(),
+        images,
+        maps,
+        0,
+        steps=PIXELS,
+        order=order,
+        replacement="zero",
+        score="logit",
+        seed=seed,
     )
     drops = (curves[:, :-1] - curves[:, 1:]).tolist()
     return [tuple(round(math.log2(drop)) for drop in row) for row in drops]

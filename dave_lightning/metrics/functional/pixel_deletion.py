@@ -74,8 +74,15 @@ def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
 
 
 def _check_deletion_options(
-    steps: int, max_fraction: float, order: str, replacement: str | Tensor, score: str,
-    batch_size: int, seed: int, blur_kernel_size: int, blur_sigma: float,
+    steps: int,
+    max_fraction: float,
+    order: str,
+    replacement: str | Tensor,
+    score: str,
+    batch_size: int,
+    seed: int,
+    blur_kernel_size: int,
+    blur_sigma: float,
 ) -> None:
     check_int_option("steps", steps, minimum=1)
     fraction_ok = isinstance(max_fraction, int | float) and not isinstance(max_fraction, bool)
@@ -135,7 +142,8 @@ def _replacement_images(
     if isinstance(replacement, Tensor):
         if not _broadcasts_to(replacement.shape, images.shape):
             raise BadInputError.for_argument(
-                "replacement", f"a tensor broadcastable to {tuple(images.shape)}",
+                "replacement",
+                f"a tensor broadcastable to {tuple(images.shape)}",
                 describe(replacement),
             )
         shape = (1,) * (4 - replacement.dim()) + tuple(replacement.shape)
@@ -150,12 +158,14 @@ def _replacement_images(
 def _target_scores(logits: Any, target: Tensor, score: str) -> Tensor:
     if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != target.shape[0]:
         raise BadInputError.for_argument(
-            "model", f"a model returning logits of shape ({target.shape[0]}, num_classes)",
+            "model",
+            f"a model returning logits of shape ({target.shape[0]}, num_classes)",
             f"output {describe(logits)}",
         )
     if int(target.max()) >= logits.shape[1]:
         raise BadInputError.for_argument(
-            "target", f"class indices < {logits.shape[1]} (the model's classes)",
+            "target",
+            f"class indices < {logits.shape[1]} (the model's classes)",
             f"{int(target.max())}",
         )
     values = logits.to(torch.promote_types(logits.dtype, torch.float32))
@@ -165,8 +175,14 @@ def _target_scores(logits: Any, target: Tensor, score: str) -> Tensor:
 
 
 def _evaluate_curves(
-    model: nn.Module, images: Tensor, replacement: Tensor, ranks: Tensor, counts: Tensor,
-    target: Tensor, score: str, batch_size: int,
+    model: nn.Module,
+    images: Tensor,
+    replacement: Tensor,
+    ranks: Tensor,
+    counts: Tensor,
+    target: Tensor,
+    score: str,
+    batch_size: int,
 ) -> Tensor:
     """Score every (image, step) copy in batches of ``batch_size``; returns ``(B, steps + 1)``."""
     batch, _, height, width = images.shape
@@ -187,10 +203,19 @@ def _evaluate_curves(
 
 
 def _pixel_deletion_update(
-    model: nn.Module, images: Tensor, attributions: Tensor, target: Tensor | int,
-    steps: int = 20, max_fraction: float = 1.0, order: str = "most_relevant_first",
-    replacement: str | Tensor = "blur", score: str = "softmax", batch_size: int = 64,
-    seed: int = 0, blur_kernel_size: int = 31, blur_sigma: float = 7.0,
+    model: nn.Module,
+    images: Tensor,
+    attributions: Tensor,
+    target: Tensor | int,
+    steps: int = 20,
+    max_fraction: float = 1.0,
+    order: str = "most_relevant_first",
+    replacement: str | Tensor = "blur",
+    score: str = "softmax",
+    batch_size: int = 64,
+    seed: int = 0,
+    blur_kernel_size: int = 31,
+    blur_sigma: float = 7.0,
 ) -> tuple[Tensor, Tensor]:
     """Check everything and compute the curves.
 
@@ -199,7 +224,14 @@ def _pixel_deletion_update(
         ``(B,)`` bool mask of finite maps.
     """
     _check_deletion_options(
-        steps, max_fraction, order, replacement, score, batch_size, seed, blur_kernel_size,
+        steps,
+        max_fraction,
+        order,
+        replacement,
+        score,
+        batch_size,
+        seed,
+        blur_kernel_size,
         blur_sigma,
     )
     targets = _check_deletion_inputs(images, attributions, target)
@@ -217,8 +249,14 @@ def _pixel_deletion_update(
         if fill.shape[0] != 1:
             fill = fill.index_select(0, kept)
         kept_curves = _evaluate_curves(
-            model, images.index_select(0, kept), fill, ranks, counts,
-            targets.index_select(0, kept), score, batch_size,
+            model,
+            images.index_select(0, kept),
+            fill,
+            ranks,
+            counts,
+            targets.index_select(0, kept),
+            score,
+            batch_size,
         )
     curves = kept_curves.new_full((batch, steps + 1), float("nan"))
     curves[kept] = kept_curves
@@ -226,10 +264,19 @@ def _pixel_deletion_update(
 
 
 def pixel_deletion(
-    model: nn.Module, images: Tensor, attributions: Tensor, target: Tensor | int,
-    steps: int = 20, max_fraction: float = 1.0, order: DeletionOrder = "most_relevant_first",
-    replacement: Replacement | Tensor = "blur", score: DeletionScore = "softmax",
-    batch_size: int = 64, seed: int = 0, blur_kernel_size: int = 31, blur_sigma: float = 7.0,
+    model: nn.Module,
+    images: Tensor,
+    attributions: Tensor,
+    target: Tensor | int,
+    steps: int = 20,
+    max_fraction: float = 1.0,
+    order: DeletionOrder = "most_relevant_first",
+    replacement: Replacement | Tensor = "blur",
+    score: DeletionScore = "softmax",
+    batch_size: int = 64,
+    seed: int = 0,
+    blur_kernel_size: int = 31,
+    blur_sigma: float = 7.0,
 ) -> tuple[Tensor, Tensor]:
     """Deletion curves: the target's score as pixels are removed in attribution order.
 
@@ -278,7 +325,18 @@ def pixel_deletion(
         tensor([2.])
     """
     curves, _ = _pixel_deletion_update(
-        model, images, attributions, target, steps, max_fraction, order, replacement, score,
-        batch_size, seed, blur_kernel_size, blur_sigma,
+        model,
+        images,
+        attributions,
+        target,
+        steps,
+        max_fraction,
+        order,
+        replacement,
+        score,
+        batch_size,
+        seed,
+        blur_kernel_size,
+        blur_sigma,
     )
     return deletion_fractions(steps, max_fraction, curves.dtype, curves.device), curves
