@@ -1,0 +1,72 @@
+"""Guards that keep a training run bit-for-bit unchanged by the monitor."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["preserved_training_state"]
+
+
+def _rng_states() -> dict[str, Any]:
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+@contextlib.contextmanager
+def preserved_training_state(model: nn.Module) -> Iterator[None]:
+    """Restore every RNG stream, module mode and ``requires_grad`` flag on exit, even on error.
+
+    Python's ``random``, NumPy's global generator, torch's CPU generator and every initialised
+    CUDA device's generator are saved and put back, so the training run draws exactly the numbers
+    it would have drawn without the monitor.
+
+    Args:
+        model: The LightningModule (or network) whose modes and flags must survive.
+
+    Yields:
+        Nothing.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 2)
+        >>> with preserved_training_state(model):
+        ...     _ = torch.rand(3)
+        ...     model.eval()
+        ...     model.weight.requires_grad_(False)
+        Linear(in_features=2, out_features=2, bias=True)
+        Parameter containing: ...
+        >>> model.training, model.weight.requires_grad
+        (True, True)
+    """
+    rng = _rng_states()
+    modes = [(module, module.training) for module in model.modules()]
+    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    try:
+        yield
+    finally:
+        _restore_rng_states(rng)
+        for module, training in modes:
+            module.training = training
+        for parameter, requires_grad in flags:
+            parameter.requires_grad_(requires_grad)
