@@ -121,7 +121,7 @@ def register_attributor(
     _REGISTRY[name] = factory
 
 
-def get_attributor(name: str, model: nn.Module, **options: Any) -> Attributor:
+def get_attributor(name: str, model: nn.Module, /, **options: Any) -> Attributor:
     """Build the attribution method registered as ``name`` for ``model``.
 
     Args:
@@ -169,14 +169,14 @@ def _check_options(name: str, factory: AttributorFactory, options: dict[str, Any
         return  # a factory without a signature: it reports its own errors
     try:
         signature.bind(None, **options)
-    except TypeError:
+    except TypeError as error:
         accepted = [
             parameter.name
             for parameter in list(signature.parameters.values())[1:]
             if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
         ]
-        unknown = sorted(set(options) - set(accepted))
-        what = f"unknown option {', '.join(map(repr, unknown))}" if unknown else "bad options"
+        unknown = sorted(set(options) - set(signature.parameters))
+        what = f"unknown option {', '.join(map(repr, unknown))}" if unknown else f"{error}"
         raise ConfigurationError(
             f"`{name}`: {what}; it takes {', '.join(map(repr, accepted)) or 'no options'}."
         ) from None

@@ -25,7 +25,11 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "random": {},
 }
 RUNS_MODEL = [name for name in FAST_OPTIONS if name != "random"]
-GRAD_MODES = {"plain": torch.enable_grad, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
+GRAD_MODES = {
+    "plain": torch.enable_grad,
+    "no_grad": torch.no_grad,
+    "inference_mode": torch.inference_mode,
+}
 
 
 def awkward_model() -> nn.Module:
