@@ -150,8 +150,9 @@ class LeGrad(Attributor):
             ) from None
         layer_scores = [self._target_scores(self._head(z), targets) for z in outputs]
         self._check_head(layer_scores[-1], final_scores)
-        relevance = _layer_relevance(layer_scores, attention)[..., self.vit.num_prefix_tokens :]
-        return self._to_pixels(relevance, images.shape[-2], images.shape[-1])
+        relevance = _layer_relevance(layer_scores, attention, images.dtype)
+        relevance = relevance[..., self.vit.num_prefix_tokens :]
+        return self._to_pixels(relevance, images.shape[-2], images.shape[-1]).to(images.dtype)
 
     def _head(self, tokens: Tensor) -> Tensor:
         """Logits of a block's tokens through the model's final norm, pooling and head."""
@@ -186,8 +187,8 @@ class LeGrad(Attributor):
         return pixels[..., :height, :width]
 
 
-def _layer_relevance(scores: list[Tensor], attention: list[Tensor]) -> Tensor:
-    """``(n, K, N)``: ``Σ_l mean_{heads, queries} ReLU(∂s^l/∂A^l)`` per target.
+def _layer_relevance(scores: list[Tensor], attention: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """``(n, K, N)``: ``Σ_l mean_{heads, queries} ReLU(∂s^l/∂A^l)`` per target, in ``dtype``.
 
     Each ``s^l`` depends on ``A^l`` only (the probe detaches block inputs), so one backward pass of
     ``Σ_l s^l`` gives every ``∂s^l/∂A^l`` at once.
@@ -197,6 +198,6 @@ def _layer_relevance(scores: list[Tensor], attention: list[Tensor]) -> Tensor:
     for k in range(count):
         total = torch.stack([score[:, k].sum() for score in scores]).sum()
         gradients = torch.autograd.grad(total, attention, retain_graph=k + 1 < count)
-        layers = [gradient.clamp(min=0).mean(dim=(1, 2)) for gradient in gradients]
+        layers = [gradient.to(dtype).clamp(min=0).mean(dim=(1, 2)) for gradient in gradients]
         per_target.append(torch.stack(layers).sum(dim=0))
     return torch.stack(per_target, dim=1)

@@ -27,6 +27,19 @@ GLOBAL_HOOK_DICTS = (
 )
 
 
+# options that keep every registered method fast on the tiny model
+FAST_OPTIONS: dict[str, dict[str, Any]] = {
+    "dave": {"num_samples": 2, "noise_alpha": 0.2},
+    "gradient": {},
+    "input_x_gradient": {},
+    "integrated_gradients": {"n_steps": 2},
+    "smoothgrad": {"nt_samples": 2},
+    "effective_input_x_gradient": {},
+    "legrad": {},
+    "random": {},
+}
+
+
 def vit(*, dtype: torch.dtype = torch.float32, seed: int = 0, **kwargs: Any) -> VisionTransformer:
     """The tests' tiny ViT (as ``tests/conftest.py::tiny_vit``): 32x32, patch 8, width 32, depth 2.
 
@@ -39,6 +52,11 @@ def vit(*, dtype: torch.dtype = torch.float32, seed: int = 0, **kwargs: Any) -> 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return VisionTransformer(**options).to(dtype)
+
+
+def random_images(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal images from a seeded local generator (the global RNG is left alone)."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 def randomise_embeddings(model: nn.Module, seed: int = 0) -> nn.Module:

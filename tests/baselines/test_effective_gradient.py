@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from baseline_helpers import randomise_embeddings, vit
+from baseline_helpers import random_images, randomise_embeddings, vit
 from torch import Tensor, nn
 
 from dave_lightning import DAVE, effective_mode
@@ -73,7 +73,7 @@ def test_completeness_on_a_bias_free_model() -> None:
         for name, parameter in model.named_parameters():
             if not name.endswith("weight"):
                 parameter.zero_()
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    x = random_images(2, 3, 32, 32, dtype=torch.float64)
     maps = EffectiveInputXGradient(model.eval()).attribute(x, torch.tensor([[0, 4], [1, 2]]))
     with torch.no_grad():
         logits = model(x)

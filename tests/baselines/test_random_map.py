@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from baseline_helpers import vit
+from baseline_helpers import random_images, vit
 
 from dave_lightning.baselines import RandomAttributor
 from dave_lightning.errors import BadInputError
 
 
 def test_keyed_by_seed_image_id_and_class() -> None:
-    images = torch.randn(3, 3, 32, 32)
+    images = random_images(3, 3, 32, 32)
     attributor = RandomAttributor(vit(), seed=7)
     maps = attributor.attribute(images, torch.tensor([[0, 1], [0, 1], [2, 1]]), image_ids=[5, 6, 7])
     assert maps.shape == (3, 2, 32, 32)
@@ -35,7 +35,7 @@ def test_the_model_is_not_run_and_the_dtype_and_channels_follow_the_request() ->
     handle = model.register_forward_pre_hook(lambda module, args: calls.append(1))
     try:
         maps = RandomAttributor(model).attribute(
-            torch.randn(2, 3, 16, 24, dtype=torch.float64), 4, keep_channels=True
+            random_images(2, 3, 16, 24, dtype=torch.float64), 4, keep_channels=True
         )
     finally:
         handle.remove()
@@ -49,7 +49,7 @@ def test_the_model_is_not_run_and_the_dtype_and_channels_follow_the_request() ->
 )
 def test_distributions(distribution: str, low: float, high: float) -> None:
     maps = RandomAttributor(vit(), distribution=distribution).attribute(
-        torch.randn(4, 3, 32, 32), 0
+        random_images(4, 3, 32, 32), 0
     )
     assert low <= float(maps.min())
     assert float(maps.max()) < high

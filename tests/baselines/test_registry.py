@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from baseline_helpers import vit
+from baseline_helpers import random_images, vit
 from torch import nn
 
 import dave_lightning.registry as registry
@@ -142,7 +142,7 @@ def test_users_register_their_own_methods() -> None:
     assert available_attributors()[-1] == "constant"
     attributor = get_attributor("constant", vit(), value=2.0, max_batch_size=4)
     assert torch.equal(
-        attributor.attribute(torch.randn(1, 3, 32, 32), 0), torch.full((1, 32, 32), 2.0)
+        attributor.attribute(random_images(1, 3, 32, 32), 0), torch.full((1, 32, 32), 2.0)
     )
     with pytest.raises(ConfigurationError, match="'constant' is already registered"):
         register_attributor("constant", Gradient)

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 import torch
-from baseline_helpers import ModelState, randomise_embeddings, vit
+from baseline_helpers import FAST_OPTIONS, ModelState, random_images, randomise_embeddings, vit
 from torch import nn
 
 from dave_lightning.errors import BadInputError
 from dave_lightning.registry import get_attributor
 
-FAST_OPTIONS: dict[str, dict[str, Any]] = {
-    "dave": {"num_samples": 2, "noise_alpha": 0.2},
-    "gradient": {},
-    "input_x_gradient": {},
-    "integrated_gradients": {"n_steps": 2},
-    "smoothgrad": {"nt_samples": 2},
-    "effective_input_x_gradient": {},
-    "legrad": {},
-    "random": {},
-}
 RUNS_MODEL = [name for name in FAST_OPTIONS if name != "random"]
 GRAD_MODES = {
     "plain": torch.enable_grad,
@@ -80,7 +69,7 @@ def test_the_snapshot_sees_every_kind_of_side_effect() -> None:
 @pytest.mark.parametrize("mode", ["plain", "no_grad", "inference_mode"])
 def test_a_normal_call_leaves_nothing_behind(name: str, mode: str) -> None:
     model = awkward_model()
-    images, target = torch.randn(2, 3, 32, 32), torch.tensor([[1, 4], [0, 2]])
+    images, target = random_images(2, 3, 32, 32), torch.tensor([[1, 4], [0, 2]])
     attributor = get_attributor(name, model, **FAST_OPTIONS[name])
     before = ModelState.capture(model)
     with GRAD_MODES[mode]():
@@ -100,7 +89,7 @@ def test_a_normal_call_leaves_nothing_behind(name: str, mode: str) -> None:
 def test_a_bad_target_leaves_nothing_behind(name: str) -> None:
     model = awkward_model()
     attributor = get_attributor(name, model, **FAST_OPTIONS[name])
-    images = torch.randn(2, 3, 32, 32)
+    images = random_images(2, 3, 32, 32)
     before = ModelState.capture(model)
     for target in (5, torch.tensor([0.5, 1.0]), torch.tensor([[1], [2], [3]])):
         with pytest.raises(BadInputError, match="`target`"):
@@ -114,7 +103,7 @@ def test_a_target_the_model_rejects_mid_call_leaves_nothing_behind(name: str) ->
     # hide the class count, so the range check happens on the model's output, inside the call
     model.num_classes = 0
     attributor = get_attributor(name, model, **FAST_OPTIONS[name])
-    images = torch.randn(2, 3, 32, 32)
+    images = random_images(2, 3, 32, 32)
     before = ModelState.capture(model)
     with pytest.raises(BadInputError, match=r"class indices in \[0, 5\)"):
         attributor.attribute(images, torch.tensor([1, 7]))
@@ -125,7 +114,7 @@ def test_a_target_the_model_rejects_mid_call_leaves_nothing_behind(name: str) ->
 def test_a_model_that_raises_early_leaves_nothing_behind(name: str) -> None:
     model = awkward_model()
     attributor = get_attributor(name, model, **FAST_OPTIONS[name])
-    images = torch.randn(2, 3, 40, 40)  # the patch embedding refuses 40x40
+    images = random_images(2, 3, 40, 40)  # the patch embedding refuses 40x40
     before = ModelState.capture(model)
     with pytest.raises(AssertionError, match="Input height"):
         attributor.attribute(images, 1)
@@ -137,7 +126,7 @@ def test_a_model_that_raises_in_its_head_leaves_nothing_behind(name: str) -> Non
     model = awkward_model()
     model.head = nn.Linear(33, 5)  # every block runs, then the head fails on the width
     attributor = get_attributor(name, model, **FAST_OPTIONS[name])
-    images = torch.randn(2, 3, 32, 32)
+    images = random_images(2, 3, 32, 32)
     before = ModelState.capture(model)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         attributor.attribute(images, 1)
