@@ -70,12 +70,3 @@ def test_no_pass_exceeds_max_batch_size(model: nn.Module, images: Tensor, method
     finally:
         handle.remove()
     assert sizes == [4, 2]  # 3 images x 2 targets = 6 rows
-
-
-def test_captum_raises_no_warning(model: nn.Module, images: Tensor) -> None:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        Gradient(model).attribute(images, 1)
-        InputXGradient(model).attribute(images, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from baseline_helpers import FAST_OPTIONS, randomise_embeddings, vit
@@ -59,3 +61,15 @@ def test_autocast_opt_in_keeps_the_input_dtype(name: str, model: nn.Module, imag
     )
     assert mixed.dtype == images.dtype
     assert float((mixed - exact).norm() / exact.norm()) < 0.1
+
+
+@pytest.mark.parametrize("name", list(FAST_OPTIONS))
+@pytest.mark.parametrize("mode", [torch.enable_grad, torch.no_grad, torch.inference_mode])
+def test_no_warning_in_any_grad_mode(
+    name: str, mode: type, model: nn.Module, images: Tensor
+) -> None:
+    attributor = get_attributor(name, model, **FAST_OPTIONS[name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. Captum's "did not already require gradients"
+        with mode():
+            attributor.attribute(images, torch.tensor([[1, 2], [3, 4], [0, 0]]))
