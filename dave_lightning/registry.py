@@ -137,6 +137,17 @@ def get_attributor(name: str, model: nn.Module, /, **options: Any) -> Attributor
             method does not take (listing the ones it does).
         BadInputError: For an option value the method rejects, naming the option.
         UnsupportedModelError: When the method cannot explain ``model``.
+
+    Example:
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,
+        ...                           num_heads=2, num_classes=4)
+        >>> get_attributor("integrated_gradients", model, n_steps=16)
+        IntegratedGradients(n_steps=16, method='gausslegendre', max_batch_size=64)
+        >>> get_attributor("legrad", model, nt_samples=8)
+        Traceback (most recent call last):
+        ...
+        dave_lightning.errors.ConfigurationError: `legrad`: unknown option 'nt_samples'; ...
     """
     factory = _lookup(name)
     _check_options(name, factory, options)

@@ -16,12 +16,18 @@ For an image and a target class ``c``, with ``z^l`` the output of block ``l`` (`
 4. ``E = Σ_l E^l`` over *all* blocks with equal weight, reshaped to the patch grid and upsampled
    bilinearly (``align_corners=False``) to the input size.
 
-Choices stated: no per-layer normalisation (the paper sums raw layer maps; so do we); the final
-min-max normalisation of the paper is off by default (``min_max=False``: the map keeps its scale,
-which metrics comparing positive mass need) and available as an option; every block is used
-(the authors' CLIP code can start at a later layer); several targets share one forward pass and
-take one backward pass each. The attention runs unfused for this method only. The map is
-non-negative and channel-free: ``keep_channels=True`` gives ``(B, [K,] 1, H, W)``.
+Choices stated:
+
+* The score is the raw logit, and the pooled token is whatever the model pools (the authors'
+  OpenCLIP code averages all tokens before its projection; a timm classifier has its own pooling).
+* No per-layer normalisation: raw layer maps are summed, as in the authors' code.
+* The final min-max normalisation of the paper is off by default (``min_max=False``), so the map
+  keeps its scale and zero level, which metrics comparing positive mass depend on; it is an option.
+* Every block is used with equal weight (the authors' CLIP code can start at a later layer).
+* Several targets share one forward pass and take one backward pass each, which yields every
+  layer's gradient at once (see :mod:`~dave_lightning.baselines._attention_probe`).
+* The attention runs unfused for this method only, switched per instance and restored.
+* The map is non-negative and channel-free: ``keep_channels=True`` gives ``(B, [K,] 1, H, W)``.
 
 Example:
     >>> import torch
@@ -105,6 +111,15 @@ class LeGrad(Attributor):
 
     Raises:
         UnsupportedModelError: For a model that is not a supported timm ViT, naming the problem.
+
+    Example:
+        >>> import torch
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,
+        ...                           num_heads=2, num_classes=4, reg_tokens=1)
+        >>> maps = LeGrad(model, min_max=True).attribute(torch.randn(1, 3, 32, 32), target=2)
+        >>> float(maps.min()), float(maps.max())
+        (0.0, 1.0)
     """
 
     name = "legrad"

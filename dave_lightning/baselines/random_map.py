@@ -46,6 +46,14 @@ class RandomAttributor(Attributor):
 
     Raises:
         BadInputError: For an option out of range.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+        >>> maps = RandomAttributor(model, distribution="normal").attribute(
+        ...     torch.zeros(2, 3, 2, 2), target=torch.tensor([[0, 1], [0, 2]]))
+        >>> maps.shape, torch.equal(maps[0, 0], maps[1, 0])  # image ids 0 and 1 differ
+        (torch.Size([2, 2, 2, 2]), False)
     """
 
     name = "random"

@@ -73,3 +73,15 @@ def test_no_warning_in_any_grad_mode(
         warnings.simplefilter("error")  # e.g. Captum's "did not already require gradients"
         with mode():
             attributor.attribute(images, torch.tensor([[1, 2], [3, 4], [0, 0]]))
+
+
+@pytest.mark.parametrize("name", list(FAST_OPTIONS))
+def test_a_fully_frozen_model_gives_the_same_maps(
+    name: str, model: nn.Module, images: Tensor
+) -> None:
+    frozen = randomise_embeddings(vit()).eval().requires_grad_(False)
+    maps = get_attributor(name, frozen, **FAST_OPTIONS[name]).attribute(images, 3)
+    torch.testing.assert_close(
+        maps, get_attributor(name, model, **FAST_OPTIONS[name]).attribute(images, 3)
+    )
+    assert not any(p.requires_grad for p in frozen.parameters())

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from baseline_helpers import ModelState, random_images, randomise_embeddings, vit
 from timm.layers import Attention
+from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import ParallelScalingBlock, VisionTransformer
 from torch import Tensor, nn
 
@@ -141,6 +142,27 @@ def test_min_max_scales_each_map_to_the_unit_interval() -> None:
     low = raw.amin(dim=(-2, -1), keepdim=True)
     torch.testing.assert_close(scaled, (raw - low) / (raw.amax(dim=(-2, -1), keepdim=True) - low))
     assert torch.equal(scaled.amax(dim=(-2, -1)), torch.ones(2, 2))
+
+
+def test_gradient_checkpointing_is_paused_and_restored() -> None:
+    model = randomise_embeddings(vit()).eval()
+    images = random_images(2, 3, 32, 32)
+    expected = LeGrad(model).attribute(images, 1)
+    model.set_grad_checkpointing(True)
+    torch.testing.assert_close(LeGrad(model).attribute(images, 1), expected)
+    assert model.grad_checkpointing is True
+
+
+def test_distilled_deit_uses_both_heads() -> None:
+    model = VisionTransformerDistilled(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5
+    )
+    model = randomise_embeddings(model).eval()
+    images = random_images(2, 3, 32, 32, seed=3)
+    maps = LeGrad(model).attribute(images, torch.tensor([0, 4]))
+    assert maps.shape == (2, 32, 32)
+    assert float(maps.min()) >= 0
+    assert float(maps.max()) > 0
 
 
 class Wrapper(nn.Module):
