@@ -29,10 +29,13 @@ _EXPORTS: dict[str, str] = {
     "DaveError": "dave_lightning.errors",
     "LocalTransformDistribution": "dave_lightning.transforms",
     "UnsupportedModelError": "dave_lightning.errors",
+    "available_attributors": "dave_lightning.registry",
     "check_supported": "dave_lightning.effective",
     "default_noise_alpha": "dave_lightning.dave",
     "effective_mode": "dave_lightning.effective",
+    "get_attributor": "dave_lightning.registry",
     "postprocess_for_display": "dave_lightning.postprocess",
+    "register_attributor": "dave_lightning.registry",
     "robust_mean": "dave_lightning.aggregation",
 }
 
@@ -46,10 +49,13 @@ __all__ = [
     "LocalTransformDistribution",
     "UnsupportedModelError",
     "__version__",
+    "available_attributors",
     "check_supported",
     "default_noise_alpha",
     "effective_mode",
+    "get_attributor",
     "postprocess_for_display",
+    "register_attributor",
     "robust_mean",
 ]
 
@@ -79,4 +85,5 @@ if TYPE_CHECKING:
         UnsupportedModelError,
     )
     from dave_lightning.postprocess import postprocess_for_display
+    from dave_lightning.registry import available_attributors, get_attributor, register_attributor
     from dave_lightning.transforms import LocalTransformDistribution

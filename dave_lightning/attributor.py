@@ -39,25 +39,32 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _is_timm_like(module: nn.Module) -> bool:
+    return all(isinstance(getattr(module, name, None), int) for name in ("num_classes", "in_chans"))
+
+
+def _declared(model: nn.Module, attribute: str) -> int | None:
+    """A positive int ``attribute`` of ``model`` itself or of the first timm-style network in it.
+
+    Below the top level only modules declaring both ``num_classes`` and ``in_chans`` (as timm
+    models do) count, so a metric registered on a LightningModule (which may have a
+    ``num_classes`` of its own) is never mistaken for the network.
+    """
+    for module in (model, *filter(_is_timm_like, model.modules())):
+        value = getattr(module, attribute, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def expected_in_channels(model: nn.Module) -> int | None:
     """The channel count ``model`` takes, when it says so (timm models do)."""
-    channels = getattr(model, "in_chans", None)
-    if isinstance(channels, int):
-        return channels
-    for module in model.modules():
-        channels = getattr(module, "in_chans", None)
-        if isinstance(channels, int):
-            return channels
-    return None
+    return _declared(model, "in_chans")
 
 
 def model_num_classes(model: nn.Module) -> int | None:
     """The number of output classes ``model`` declares, when it does (timm models do)."""
-    for module in model.modules():
-        classes = getattr(module, "num_classes", None)
-        if isinstance(classes, int) and classes > 0:
-            return classes
-    return None
+    return _declared(model, "num_classes")
 
 
 def check_images(images: Any, in_channels: int | None) -> Tensor:
@@ -216,14 +223,13 @@ class Attributor(ABC):
         targets, single = parse_target(target, images.shape[0], model_num_classes(self.model))
         ids = parse_image_ids(image_ids, images.shape[0])
         with attribution_session(self.model, images.device.type, self.autocast_dtype):
-            inputs = images.detach()
-            if inputs.is_inference():
-                inputs = inputs.clone()
-            maps = self._attribute(inputs, targets.to(images.device), ids)
-        maps = maps.detach()
-        if not keep_channels:
-            maps = maps.sum(dim=2)
-        return maps[:, 0] if single else maps
+            # ordinary copies: inference tensors (made under `inference_mode`, as in Lightning's
+            # validation) cannot be saved for backward
+            inputs = images.detach().clone() if images.is_inference() else images.detach()
+            maps = self._attribute(inputs, targets.to(images.device).clone(), ids).detach()
+            if not keep_channels:
+                maps = maps.sum(dim=2)
+            return maps[:, 0] if single else maps
 
     @abstractmethod
     def _attribute(self, images: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:

@@ -80,9 +80,7 @@ def available_attributors() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def register_attributor(
-    name: str, factory: AttributorFactory, *, overwrite: bool = False
-) -> None:
+def register_attributor(name: str, factory: AttributorFactory, *, overwrite: bool = False) -> None:
     """Make ``factory`` reachable as ``get_attributor(name, model, **options)``.
 
     Args:

@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
 
 from dave_lightning import (
     DAVE,
@@ -383,3 +384,30 @@ def test_attribution_is_float32_under_an_outer_autocast_and_autocast_is_opt_in()
     assert low.dtype == torch.float32
     assert not torch.equal(low, expected)
     assert float(np.corrcoef(low.flatten().numpy(), expected.flatten().numpy())[0, 1]) > 0.9
+
+
+def test_inference_mode_targets_and_outputs_are_ordinary_tensors(
+    model: nn.Module, images: torch.Tensor
+) -> None:
+    dave = DAVE(model, num_samples=2)
+    with torch.inference_mode():
+        maps = dave.attribute(images.clone(), TARGETS.clone())
+    assert not maps.is_inference()
+    torch.testing.assert_close(maps, dave.attribute(images, TARGETS))
+
+
+class _Holder(nn.Module):
+    """A LightningModule-like holder: a metric registered before the network."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.metric = MulticlassAccuracy(num_classes=1000)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_a_metric_on_a_lightning_module_is_not_taken_for_the_network(model: nn.Module) -> None:
+    with pytest.raises(BadInputError, match=r"class indices in \[0, 4\)"):
+        DAVE(_Holder(model), num_samples=1).attribute(torch.zeros(1, 3, 16, 16, dtype=DOUBLE), 7)

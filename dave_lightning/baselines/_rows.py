@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from dave_lightning.attributor import Attributor
-from dave_lightning.baselines._common import autograd_safe
 
 __all__ = ["RowAttributor"]
 
@@ -33,7 +32,6 @@ class RowAttributor(Attributor):
 
     def _attribute(self, images: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
         batch, count = targets.shape
-        targets = autograd_safe(targets)  # indexing below copies anyway; this states the need
         image_index = torch.arange(batch).repeat_interleave(count)
         row_targets = targets.reshape(-1)
         maps = []

@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from dave_lightning.attributor import Attributor
-from dave_lightning.baselines._common import autograd_safe
 from dave_lightning.effective import check_supported, effective_mode
 
 __all__ = ["EffectiveInputXGradient"]
@@ -74,7 +73,6 @@ class EffectiveInputXGradient(Attributor):
         check_supported(model, self.affine_modules)
 
     def _attribute(self, images: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
-        targets = autograd_safe(targets)
         with effective_mode(self.model, self.affine_modules):
             return torch.cat(
                 [

@@ -49,7 +49,6 @@ from torch import Tensor, nn
 
 from dave_lightning.attributor import Attributor
 from dave_lightning.baselines._attention_probe import attention_probe
-from dave_lightning.baselines._common import autograd_safe
 from dave_lightning.errors import BadInputError, UnsupportedModelError
 
 __all__ = ["LeGrad"]
@@ -143,12 +142,12 @@ class LeGrad(Attributor):
         return f"LeGrad(min_max={self.min_max}, max_batch_size={self.max_batch_size})"
 
     def _attribute(self, images: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
-        targets = autograd_safe(targets)
         maps = torch.cat(
             [
                 self._chunk_maps(chunk, chunk_targets)
                 for chunk, chunk_targets in zip(
-                    images.split(self.max_batch_size), targets.split(self.max_batch_size),
+                    images.split(self.max_batch_size),
+                    targets.split(self.max_batch_size),
                     strict=True,
                 )
             ]
