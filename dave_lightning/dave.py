@@ -93,7 +93,8 @@ def default_noise_alpha(model: nn.Module) -> float:
     return DEFAULT_NOISE_ALPHA
 
 
-def _check_noise_alpha(noise_alpha: Any) -> float:
+def check_noise_alpha(noise_alpha: Any) -> float:
+    """Return ``noise_alpha`` as a float in [0, 1), else raise :class:`BadInputError`."""
     if (
         isinstance(noise_alpha, bool)
         or not isinstance(noise_alpha, int | float)
@@ -159,7 +160,7 @@ class DAVE(Attributor):
         super().__init__(model, max_batch_size=max_batch_size, autocast_dtype=autocast_dtype)
         self.num_samples = check_positive_int("num_samples", num_samples)
         self.noise_alpha = (
-            default_noise_alpha(model) if noise_alpha is None else _check_noise_alpha(noise_alpha)
+            default_noise_alpha(model) if noise_alpha is None else check_noise_alpha(noise_alpha)
         )
         self.transforms = LocalTransformDistribution(flip_prob, rotation, translation, scale)
         if aggregation not in ("robust", "mean"):

@@ -1,0 +1,189 @@
+"""The monitor's options, checked once at construction with messages that list valid values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dave_lightning.dave import check_noise_alpha
+from dave_lightning.errors import ConfigurationError
+from dave_lightning.metrics.functional.pixel_deletion import _check_deletion_options
+from dave_lightning.registry import available_attributors
+from dave_lightning.transforms import LocalTransformDistribution
+
+__all__ = ["METRIC_DIRECTIONS", "MonitorConfig"]
+
+METRIC_DIRECTIONS: dict[str, str] = {
+    "grid_pg": "higher is better",
+    "energy_pg": "higher is better",
+    "deletion_auc": "depends on the deletion order",
+}
+"""The metrics the monitor computes, and which way each improves."""
+
+_DAVE_OPTIONS = (
+    "num_samples",
+    "noise_alpha",
+    "flip_prob",
+    "rotation",
+    "translation",
+    "scale",
+    "aggregation",
+)
+_AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def _fail(name: str, expected: str, received: Any) -> ConfigurationError:
+    return ConfigurationError(f"`{name}`: expected {expected}, received {received!r}.")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(name, f"an integer >= {minimum}", value)
+
+
+def _check_choice(name: str, value: Any, valid: Sequence[str | None]) -> None:
+    if value not in valid:
+        raise _fail(name, "one of " + ", ".join(map(repr, valid)), value)
+
+
+def _check_names(name: str, values: Any, valid: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+        raise _fail(name, "a non-empty list of names from " + ", ".join(map(repr, valid)), values)
+    unknown = [value for value in values if value not in valid]
+    if unknown:
+        raise _fail(name, "names from " + ", ".join(map(repr, valid)), unknown)
+    if len(set(values)) != len(values):
+        raise _fail(name, "each name once", list(values))
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Every option of :class:`~dave_lightning.callbacks.AttributionMonitor`, validated."""
+
+    methods: tuple[str, ...] = ("dave",)
+    metrics: tuple[str, ...] = ("grid_pg", "energy_pg", "deletion_auc")
+    num_images: int = 32
+    num_samples: int = 50
+    noise_alpha: float | None = None
+    flip_prob: float = 0.5
+    rotation: float = 20.0
+    translation: float = 0.1
+    scale: tuple[float, float] = (0.9, 1.1)
+    aggregation: str = "robust"
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    max_batch_size: int = 64
+    every_n_epochs: int = 1
+    log_images: int = 8
+    target: str = "label"
+    grid_size: int = 2
+    max_grids: int = 8
+    grid_min_confidence: float | None = None
+    deletion_steps: int = 20
+    deletion_max_fraction: float = 1.0
+    deletion_order: str = "most_relevant_first"
+    deletion_replacement: str = "blur"
+    deletion_batch_size: int = 64
+    seed: int = 0
+    log_prefix: str = "explain"
+    on_error: str = "warn"
+    batch_transform: Callable[[Any], Any] | None = None
+    model_attribute: str | None = None
+    autocast: str | None = None
+    display_mean: tuple[float, ...] | None = None
+    display_std: tuple[float, ...] | None = None
+    dataloader_idx: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "methods", _check_names("methods", self.methods, available_attributors())
+        )
+        object.__setattr__(
+            self, "metrics", _check_names("metrics", self.metrics, tuple(METRIC_DIRECTIONS))
+        )
+        for name, minimum in (
+            ("num_images", 1),
+            ("num_samples", 1),
+            ("max_batch_size", 1),
+            ("every_n_epochs", 1),
+            ("log_images", 0),
+            ("grid_size", 1),
+            ("max_grids", 1),
+            ("seed", 0),
+            ("dataloader_idx", 0),
+        ):
+            _check_int(name, getattr(self, name), minimum)
+        self._check_dave_options()
+        _check_deletion_options(
+            self.deletion_steps,
+            self.deletion_max_fraction,
+            self.deletion_order,
+            self.deletion_replacement,
+            "softmax",
+            self.deletion_batch_size,
+            self.seed,
+            31,
+            7.0,
+        )
+        _check_choice("target", self.target, ("label", "pred"))
+        _check_choice("on_error", self.on_error, ("warn", "raise"))
+        _check_choice("autocast", self.autocast, (None, *_AUTOCAST))
+        self._check_method_options()
+        if not isinstance(self.log_prefix, str) or not self.log_prefix.strip("/"):
+            raise _fail("log_prefix", "a non-empty tag prefix such as 'explain'", self.log_prefix)
+        if self.batch_transform is not None and not callable(self.batch_transform):
+            raise _fail("batch_transform", "a callable or None", self.batch_transform)
+        confidence = self.grid_min_confidence
+        if confidence is not None and not (
+            isinstance(confidence, int | float) and 0 <= confidence < 1
+        ):
+            raise _fail("grid_min_confidence", "None or a number in [0, 1)", confidence)
+        if (self.display_mean is None) != (self.display_std is None):
+            raise _fail(
+                "display_mean/display_std", "both or neither", (self.display_mean, self.display_std)
+            )
+
+    def _check_dave_options(self) -> None:
+        try:
+            LocalTransformDistribution(self.flip_prob, self.rotation, self.translation, self.scale)
+            if self.noise_alpha is not None:
+                check_noise_alpha(self.noise_alpha)
+        except ConfigurationError:
+            raise
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+        _check_choice("aggregation", self.aggregation, ("robust", "mean"))
+
+    def _check_method_options(self) -> None:
+        if not isinstance(self.method_options, Mapping):
+            raise _fail(
+                "method_options", "a mapping {method: {option: value}}", self.method_options
+            )
+        for method, options in self.method_options.items():
+            if method not in self.methods:
+                raise _fail(
+                    "method_options", f"keys among the chosen methods {list(self.methods)}", method
+                )
+            if not isinstance(options, Mapping):
+                raise _fail(f"method_options[{method!r}]", "a mapping of options", options)
+            if method == "dave" and set(options) & set(_DAVE_OPTIONS):
+                clash = sorted(set(options) & set(_DAVE_OPTIONS))
+                raise _fail(
+                    "method_options['dave']", "no options that the monitor sets itself", clash
+                )
+
+    @property
+    def autocast_dtype_name(self) -> str | None:
+        """``"bfloat16"``/``"float16"`` when autocast is opted in, else ``None``."""
+        return None if self.autocast is None else _AUTOCAST[self.autocast]
+
+    def options_for(self, method: str) -> dict[str, Any]:
+        """Keyword options for ``get_attributor(method, model, **options)``."""
+        options: dict[str, Any] = {"max_batch_size": self.max_batch_size}
+        if method == "dave":
+            options.update({name: getattr(self, name) for name in _DAVE_OPTIONS})
+            options["scale"] = tuple(self.scale)
+            options["seed"] = self.seed
+        options.update(self.method_options.get(method, {}))
+        return options

@@ -1,0 +1,222 @@
+"""The probe set: a fixed, deterministic sample of validation images the monitor explains."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+from dave_lightning.errors import BadInputError
+
+__all__ = ["Probe", "parse_batch", "select_probe"]
+
+_IMAGE_KEYS = ("images", "image", "inputs", "input", "x")
+_LABEL_KEYS = ("labels", "label", "targets", "target", "y")
+_BATCH_HELP = (
+    "a tuple (images, labels[, boxes or mask]) or a dict with image(s)/label(s)[/boxes/mask] "
+    "keys; pass `batch_transform=` to turn other batches into one"
+)
+
+
+@dataclass
+class Probe:
+    """Probe images with their labels, optional object boxes or masks, and dataset indices.
+
+    Attributes:
+        images: ``(N, C, H, W)`` in the model's input space.
+        labels: ``(N,)`` int64 class labels.
+        indices: ``(N,)`` int64 dataset indices (they key each image's random stream).
+        boxes: Per image a ``(n_i, 4)`` float tensor ``x1, y1, x2, y2`` (end-exclusive), or None.
+        masks: ``(N, H, W)`` bool object masks, or None.
+    """
+
+    images: Tensor
+    labels: Tensor
+    indices: Tensor
+    boxes: list[Tensor] | None = None
+    masks: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def select(self, positions: Sequence[int] | Tensor) -> Probe:
+        """The probe restricted to ``positions`` (in order)."""
+        index = torch.as_tensor(positions, dtype=torch.long)
+        return Probe(
+            images=self.images[index],
+            labels=self.labels[index],
+            indices=self.indices[index],
+            boxes=None if self.boxes is None else [self.boxes[int(i)] for i in index],
+            masks=None if self.masks is None else self.masks[index],
+        )
+
+    def shard(self, rank: int, world_size: int) -> Probe:
+        """This process's share: positions ``rank, rank + world_size, ...``."""
+        return self.select(range(rank, len(self), world_size))
+
+    def state(self) -> dict[str, Any]:
+        """Plain tensors and lists for a checkpoint."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Probe:
+        """Rebuild a probe saved with :meth:`state`."""
+        values: dict[str, Any] = {field.name: state.get(field.name) for field in fields(cls)}
+        return cls(**values)
+
+
+def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    return next((mapping[key] for key in keys if key in mapping), None)
+
+
+def _as_boxes(value: Any, batch: int) -> list[Tensor]:
+    if isinstance(value, Tensor) and value.dim() == 2 and value.shape == (batch, 4):
+        value = value[:, None]  # one box per image
+    if isinstance(value, Tensor) and value.dim() == 3 and value.shape[-1] == 4:
+        boxes = list(value.detach().float().cpu())
+    elif isinstance(value, list | tuple) and all(isinstance(b, Tensor) for b in value):
+        boxes = [b.detach().float().cpu().reshape(-1, 4) for b in value]
+    else:
+        raise BadInputError.for_argument(
+            "boxes", "a (B, n, 4) tensor or a list of (n_i, 4) tensors", type(value).__name__
+        )
+    if len(boxes) != batch:
+        raise BadInputError.for_argument("boxes", f"boxes for {batch} images", f"{len(boxes)}")
+    return boxes
+
+
+def _parts(batch: Any) -> tuple[Any, Any, Any, Any]:
+    """(images, labels, boxes, masks) of a batch in one of the supported layouts."""
+    if isinstance(batch, Mapping):
+        masks = _first(batch, ("masks", "mask"))
+        return _first(batch, _IMAGE_KEYS), _first(batch, _LABEL_KEYS), batch.get("boxes"), masks
+    if isinstance(batch, list | tuple) and len(batch) in (2, 3):
+        extra = batch[2] if len(batch) == 3 else None
+        if isinstance(extra, Tensor) and extra.dtype == torch.bool:
+            return batch[0], batch[1], None, extra
+        return batch[0], batch[1], extra, None
+    raise BadInputError.for_argument("batch", _BATCH_HELP, type(batch).__name__)
+
+
+def parse_batch(batch: Any) -> tuple[Tensor, Tensor, list[Tensor] | None, Tensor | None]:
+    """Split a validation batch into images, labels and optional boxes or masks (all on CPU).
+
+    Args:
+        batch: A tuple ``(images, labels)``, ``(images, labels, boxes)`` or
+            ``(images, labels, mask)``, or a dict with ``image(s)``, ``label(s)`` and optional
+            ``boxes``/``mask`` keys.
+
+    Returns:
+        ``(images, labels, boxes or None, masks or None)``.
+
+    Raises:
+        BadInputError: When the batch has another layout or inconsistent shapes.
+
+    Example:
+        >>> import torch
+        >>> images, labels, boxes, masks = parse_batch(
+        ...     {"image": torch.rand(2, 3, 8, 8), "label": torch.tensor([1, 0]),
+        ...      "boxes": torch.tensor([[[0.0, 0.0, 4.0, 4.0]], [[2.0, 2.0, 8.0, 8.0]]])})
+        >>> images.shape, labels.tolist(), [tuple(b.shape) for b in boxes], masks
+        (torch.Size([2, 3, 8, 8]), [1, 0], [(1, 4), (1, 4)], None)
+    """
+    images, labels, boxes, masks = _parts(batch)
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise BadInputError.for_argument(
+            "batch images", "a (B, C, H, W) tensor; " + _BATCH_HELP, type(images).__name__
+        )
+    batch_size = images.shape[0]
+    labels = torch.as_tensor(labels).reshape(-1)
+    if labels.shape != (batch_size,) or labels.dtype.is_floating_point:
+        raise BadInputError.for_argument(
+            "batch labels", f"{batch_size} integer class labels", f"shape {tuple(labels.shape)}"
+        )
+    if masks is not None and (not isinstance(masks, Tensor) or masks.shape[0] != batch_size):
+        raise BadInputError.for_argument(
+            "mask", f"a ({batch_size}, H, W) bool tensor", type(masks).__name__
+        )
+    return (
+        images.detach().cpu().clone(),
+        labels.detach().cpu().long().clone(),
+        None if boxes is None else _as_boxes(boxes, batch_size),
+        None if masks is None else masks.detach().cpu().bool().clone(),
+    )
+
+
+def _collate(loader: DataLoader, samples: list[Any]) -> Any:
+    collate = loader.collate_fn
+    return collate(samples) if collate is not None else samples
+
+
+def _by_index(loader: DataLoader, count: int, seed: int) -> tuple[Any, Tensor]:
+    size = len(loader.dataset)  # type: ignore[arg-type]
+    generator = torch.Generator().manual_seed(seed)
+    indices = torch.randperm(size, generator=generator)[: min(count, size)]
+    samples = [loader.dataset[int(i)] for i in indices]
+    return _collate(loader, samples), indices
+
+
+_Parsed = tuple[Tensor, Tensor, list[Tensor] | None, Tensor | None]
+
+
+def _by_iteration(loader: DataLoader, count: int, transform: Callable[[Any], Any]) -> _Parsed:
+    parts: list[_Parsed] = []
+    for batch in loader:
+        parts.append(parse_batch(transform(batch)))
+        if sum(len(part[1]) for part in parts) >= count:
+            break
+    if not parts:
+        raise BadInputError.for_argument("val_dataloader", "at least one batch", "an empty loader")
+    boxes = [part[2] for part in parts]
+    masks = [part[3] for part in parts]
+    return (
+        torch.cat([part[0] for part in parts]),
+        torch.cat([part[1] for part in parts]),
+        None if any(b is None for b in boxes) else [box for b in boxes for box in b or []],
+        None if any(m is None for m in masks) else torch.cat([m for m in masks if m is not None]),
+    )
+
+
+def select_probe(
+    loader: DataLoader,
+    num_images: int,
+    seed: int,
+    batch_transform: Callable[[Any], Any] | None = None,
+) -> Probe:
+    """Choose the probe set once, deterministically, from a validation loader.
+
+    A map-style dataset is indexed directly: a seeded random subset of ``num_images`` indices,
+    collated with the loader's ``collate_fn`` (no loader iterator is created, so no RNG stream is
+    touched and the sampler's order is irrelevant; every process picks the same set). Other
+    datasets contribute their first ``num_images`` samples in loader order.
+
+    Args:
+        loader: The validation data loader.
+        num_images: How many images to keep (fewer when the data has fewer).
+        seed: Seed of the subset.
+        batch_transform: Turns a collated batch into a supported layout (see :func:`parse_batch`).
+
+    Returns:
+        The probe set on the CPU.
+    """
+    transform = batch_transform or (lambda batch: batch)
+    dataset = getattr(loader, "dataset", None)
+    map_style = not isinstance(dataset, IterableDataset) and hasattr(dataset, "__getitem__")
+    if dataset is not None and map_style and hasattr(dataset, "__len__"):
+        batch, indices = _by_index(loader, num_images, seed)
+        images, labels, boxes, masks = parse_batch(transform(batch))
+    else:
+        images, labels, boxes, masks = _by_iteration(loader, num_images, transform)
+        indices = torch.arange(images.shape[0])
+    keep = slice(0, num_images)
+    return Probe(
+        images=images[keep],
+        labels=labels[keep],
+        indices=indices[keep].long(),
+        boxes=None if boxes is None else boxes[keep],
+        masks=None if masks is None else masks[keep],
+    )
