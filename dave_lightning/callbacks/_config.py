@@ -108,7 +108,7 @@ class MonitorConfig:
             ("max_batch_size", 1),
             ("every_n_epochs", 1),
             ("log_images", 0),
-            ("grid_size", 1),
+            ("grid_size", 2),
             ("max_grids", 1),
             ("seed", 0),
             ("dataloader_idx", 0),

@@ -1,0 +1,212 @@
+"""One evaluation pass of the monitor: attribute the probe share, update and compute metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from dave_lightning.attributor import Attributor
+from dave_lightning.callbacks._config import MonitorConfig
+from dave_lightning.callbacks._probe import Probe
+from dave_lightning.metrics import EnergyPointingGame, GridPointingGame, PixelDeletion
+from dave_lightning.registry import get_attributor
+
+__all__ = ["Evaluation", "GridSet", "MethodScores", "build_attributors"]
+
+RANDOM_ORDER = "random_order"
+"""Name of the deletion reference line (pixels removed in random order)."""
+
+
+@dataclass
+class GridSet:
+    """Grids for the pointing game, sharded like the probe.
+
+    Attributes:
+        images: ``(G, C, H, W)`` composed grids.
+        classes: ``(G, K)`` the class to explain in each scored cell.
+        cells: ``(G, K)`` the row-major index of each scored cell.
+        ids: ``(G,)`` keys of each grid's random stream.
+    """
+
+    images: Tensor
+    classes: Tensor
+    cells: Tensor
+    ids: Tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def shard(self, rank: int, world_size: int) -> GridSet:
+        """This process's share of the grids."""
+        index = torch.arange(rank, len(self), world_size)
+        return GridSet(self.images[index], self.classes[index], self.cells[index], self.ids[index])
+
+
+@dataclass
+class MethodScores:
+    """The results of one method after synchronisation."""
+
+    scalars: dict[str, float] = field(default_factory=dict)
+    deletion_curve: Tensor | None = None
+    num_nan: int = 0
+
+
+def build_attributors(config: MonitorConfig, network: nn.Module) -> dict[str, Attributor]:
+    """One attributor per configured method (raises on unsupported models or bad options)."""
+    dtype = (
+        None if config.autocast_dtype_name is None else getattr(torch, config.autocast_dtype_name)
+    )
+    return {
+        method: get_attributor(method, network, autocast_dtype=dtype, **config.options_for(method))
+        for method in config.methods
+    }
+
+
+def _deletion(config: MonitorConfig, order: str) -> PixelDeletion:
+    options: dict[str, Any] = {
+        "steps": config.deletion_steps,
+        "max_fraction": config.deletion_max_fraction,
+        "order": order,
+        "replacement": config.deletion_replacement,
+        "batch_size": config.deletion_batch_size,
+        "seed": config.seed,
+    }
+    return PixelDeletion(**options)
+
+
+class Evaluation:
+    """The metric objects of one monitor and the pass that fills them.
+
+    Metrics are torchmetrics objects, so :meth:`compute` is a collective under DDP: every process
+    must call it after its own :meth:`update`.
+    """
+
+    def __init__(self, config: MonitorConfig, attributors: Mapping[str, Attributor]) -> None:
+        self.config = config
+        self.attributors = dict(attributors)
+        wanted = set(config.metrics)
+        self.metrics: dict[str, dict[str, Metric]] = {}
+        for method in attributors:
+            metrics: dict[str, Metric] = {}
+            if "grid_pg" in wanted:
+                metrics["grid_pg"] = GridPointingGame(grid_size=config.grid_size)
+            if "energy_pg" in wanted:
+                metrics["energy_pg"] = EnergyPointingGame()
+            if "deletion_auc" in wanted:
+                metrics["deletion_auc"] = _deletion(config, config.deletion_order)
+            self.metrics[method] = metrics
+        self.reference = _deletion(config, "random") if "deletion_auc" in wanted else None
+        self.seconds: dict[str, float] = {}
+
+    def all_metrics(self) -> list[Metric]:
+        """Every metric object, the reference line included."""
+        metrics = [metric for group in self.metrics.values() for metric in group.values()]
+        return metrics + ([self.reference] if self.reference is not None else [])
+
+    def to(self, device: torch.device) -> None:
+        """Move every metric's state to ``device``."""
+        for metric in self.all_metrics():
+            metric.to(device)
+
+    def reset(self) -> None:
+        """Forget the accumulated states."""
+        for metric in self.all_metrics():
+            metric.reset()
+
+    def _timed(self, key: str, start: float) -> None:
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+
+    def update(
+        self,
+        network: nn.Module,
+        share: Probe,
+        targets: Tensor,
+        grids: GridSet | None,
+        keep: Tensor,
+    ) -> dict[str, Tensor]:
+        """Attribute this process's share and update every metric.
+
+        Args:
+            network: The classifier (never the DDP wrapper).
+            share: This process's probe images, on the model's device.
+            targets: ``(n,)`` classes to explain.
+            grids: This process's grids, or ``None`` when GridPG is off or impossible.
+            keep: ``(n,)`` bool, the share's images whose maps the caller wants back (figures).
+
+        Returns:
+            Method name to the maps of the ``keep`` images.
+        """
+        kept: dict[str, Tensor] = {}
+        ids = share.indices
+        for method, attributor in self.attributors.items():
+            start = time.perf_counter()
+            maps = (
+                attributor.attribute(share.images, targets, image_ids=ids) if len(share) else None
+            )
+            self._timed("attribution", start)
+            if maps is not None:
+                kept[method] = maps[keep]
+                self._update_image_metrics(method, network, share, targets, maps)
+            if grids is not None and len(grids) and "grid_pg" in self.metrics[method]:
+                start = time.perf_counter()
+                grid_maps = attributor.attribute(grids.images, grids.classes, image_ids=grids.ids)
+                self._timed("attribution", start)
+                self.metrics[method]["grid_pg"].update(
+                    grid_maps.flatten(0, 1), grids.cells.flatten()
+                )
+        if self.reference is not None and len(share):
+            start = time.perf_counter()
+            blank = share.images.new_zeros(share.images.shape[0], *share.images.shape[2:])
+            self.reference.update(network, share.images, blank, targets)
+            self._timed("metrics", start)
+        return kept
+
+    def _update_image_metrics(
+        self, method: str, network: nn.Module, share: Probe, targets: Tensor, maps: Tensor
+    ) -> None:
+        start = time.perf_counter()
+        metrics = self.metrics[method]
+        if "energy_pg" in metrics and (share.boxes is not None or share.masks is not None):
+            regions = share.masks if share.masks is not None else share.boxes
+            metrics["energy_pg"].update(maps, regions)
+        if "deletion_auc" in metrics:
+            metrics["deletion_auc"].update(network, share.images, maps, targets)
+        self._timed("metrics", start)
+
+    def compute(
+        self, has_regions: bool, has_grids: bool
+    ) -> tuple[dict[str, MethodScores], Tensor | None]:
+        """Synchronise and compute (a collective: call on every process).
+
+        Returns:
+            Per method its scores, and the random-order reference curve (or ``None``).
+        """
+        start = time.perf_counter()
+        results: dict[str, MethodScores] = {}
+        for method, metrics in self.metrics.items():
+            scores = MethodScores()
+            for name, metric in metrics.items():
+                if (name == "energy_pg" and not has_regions) or (
+                    name == "grid_pg" and not has_grids
+                ):
+                    continue
+                value = metric.compute()
+                if isinstance(value, dict):
+                    scores.deletion_curve = value["curve"].detach().cpu()
+                    value = value["auc"]
+                scores.scalars[name] = float(value)
+                scores.num_nan += int(getattr(metric, "num_nan", 0))
+            results[method] = scores
+        reference: Tensor | None = None
+        if self.reference is not None:
+            line = self.reference.compute()
+            results[RANDOM_ORDER] = MethodScores(scalars={"deletion_auc": float(line["auc"])})
+            reference = line["curve"].detach().cpu()
+        self._timed("metrics", start)
+        return results, reference

@@ -1,0 +1,42 @@
+"""GridPG grids for the monitor, built from the probe set with the data layer's grid builder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dave_lightning.callbacks._config import MonitorConfig
+from dave_lightning.callbacks._evaluation import GridSet
+from dave_lightning.callbacks._probe import Probe
+from dave_lightning.data import make_grids
+
+__all__ = ["build_grid_set"]
+
+
+def build_grid_set(
+    probe: Probe, network: nn.Module, config: MonitorConfig
+) -> tuple[GridSet | None, str | None]:
+    """Compose up to ``max_grids`` grids of distinct classes from the probe images.
+
+    Every process builds the same grids (deterministic for ``seed``) and attributes its share.
+    Grids key their random streams with negative ids, apart from the probe's dataset indices.
+
+    Returns:
+        ``(grids, None)``, or ``(None, reason)`` when no grid can be formed.
+    """
+    parameter = next(network.parameters())
+    filtering = config.grid_min_confidence is not None
+    batch = make_grids(
+        probe.images.to(parameter.device, parameter.dtype) if filtering else probe.images,
+        probe.labels,
+        config.grid_size,
+        num_grids=config.max_grids,
+        model=network if filtering else None,
+        min_confidence=config.grid_min_confidence,
+        batch_size=config.max_batch_size,
+        seed=config.seed,
+    )
+    if len(batch) == 0:
+        return None, batch.reason
+    ids = -(torch.arange(len(batch)) + 1)
+    return GridSet(batch.images.cpu(), batch.targets.cpu(), batch.explain_cells.cpu(), ids), None

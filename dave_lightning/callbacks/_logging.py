@@ -1,0 +1,99 @@
+"""Writing the monitor's results to whatever loggers the trainer has.
+
+Loggers are recognised by what they can do, not by class, so the same code serves
+``pytorch_lightning`` and ``lightning.pytorch`` trainers: a TensorBoard ``SummaryWriter`` as
+``logger.experiment`` gets figures and a custom-scalars layout; any logger with ``log_image``
+(e.g. Weights & Biases) gets the figures as images; scalars go through ``pl_module.log``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "chart_title",
+    "custom_scalars_layout",
+    "figure_to_array",
+    "log_figure",
+    "summary_writers",
+]
+
+_DIRECTION = {
+    "grid_pg": "higher is better",
+    "energy_pg": "higher is better",
+    "most_relevant_first": "lower is better",
+    "least_relevant_first": "higher is better",
+}
+_LONG_NAMES = {
+    "grid_pg": "GridPG (grid pointing game)",
+    "energy_pg": "EnergyPG (energy pointing game)",
+    "deletion_auc": "pixel deletion AUC",
+}
+
+
+def chart_title(metric: str, deletion_order: str) -> str:
+    """A chart title saying which way the metric improves.
+
+    Example:
+        >>> chart_title("deletion_auc", "most_relevant_first")
+        'pixel deletion AUC, most relevant first (lower is better)'
+    """
+    if metric == "deletion_auc":
+        order = deletion_order.replace("_", " ")
+        return f"{_LONG_NAMES[metric]}, {order} ({_DIRECTION[deletion_order]})"
+    return f"{_LONG_NAMES.get(metric, metric)} ({_DIRECTION.get(metric, '')})"
+
+
+def custom_scalars_layout(
+    prefix: str, metrics: Sequence[str], deletion_order: str
+) -> dict[str, dict[str, list[Any]]]:
+    """A TensorBoard custom-scalars layout: per metric one chart with every method on it.
+
+    Example:
+        >>> layout = custom_scalars_layout("explain", ["grid_pg"], "most_relevant_first")
+        >>> layout["explain"]["GridPG (grid pointing game) (higher is better)"]
+        ['Multiline', ['^explain/[^/]+/grid_pg$']]
+    """
+    charts = {
+        chart_title(metric, deletion_order): ["Multiline", [f"^{prefix}/[^/]+/{metric}$"]]
+        for metric in metrics
+    }
+    return {prefix: charts}
+
+
+def _writer_of(logger: Any) -> Any:
+    experiment = getattr(logger, "experiment", None)
+    if hasattr(experiment, "add_figure") and hasattr(experiment, "add_custom_scalars"):
+        return experiment
+    return None
+
+
+def summary_writers(loggers: Iterable[Any]) -> list[Any]:
+    """The TensorBoard ``SummaryWriter`` of every logger that has one."""
+    return [writer for writer in map(_writer_of, loggers) if writer is not None]
+
+
+def figure_to_array(figure: Any) -> np.ndarray:
+    """Render a matplotlib figure to an ``(H, W, 3)`` uint8 array."""
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+def log_figure(loggers: Iterable[Any], tag: str, figure: Any, step: int) -> None:
+    """Send a figure to every logger that takes images, then close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        image = None
+        for logger in loggers:
+            writer = _writer_of(logger)
+            if writer is not None:
+                writer.add_figure(tag, figure, global_step=step, close=False)
+            elif callable(getattr(logger, "log_image", None)):
+                image = figure_to_array(figure) if image is None else image
+                logger.log_image(key=tag, images=[image], step=step)
+    finally:
+        plt.close(figure)

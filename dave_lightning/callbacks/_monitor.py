@@ -1,0 +1,326 @@
+"""The framework-independent body of the attribution monitor (hooks delegate here)."""
+
+from __future__ import annotations
+
+import operator
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dave_lightning.callbacks._config import MonitorConfig
+from dave_lightning.callbacks._evaluation import (
+    Evaluation,
+    GridSet,
+    MethodScores,
+    build_attributors,
+)
+from dave_lightning.callbacks._grids import build_grid_set
+from dave_lightning.callbacks._logging import custom_scalars_layout, summary_writers
+from dave_lightning.callbacks._probe import Probe, select_probe
+from dave_lightning.callbacks._report import log_epoch_figures
+from dave_lightning.callbacks._safety import preserved_training_state
+from dave_lightning.errors import ConfigurationError, DaveError
+
+__all__ = ["MonitorError", "MonitorLogic"]
+
+
+class MonitorError(DaveError, RuntimeError):
+    """An evaluation pass of the monitor failed (raised when ``on_error="raise"``)."""
+
+
+def _first_loader(loaders: Any, index: int) -> Any:
+    if loaders is None:
+        return None
+    if isinstance(loaders, Sequence):
+        return loaders[index] if index < len(loaders) else None
+    if isinstance(loaders, Mapping):
+        return list(loaders.values())[index] if index < len(loaders) else None
+    return loaders if index == 0 else None
+
+
+def _display_stats(network: nn.Module, config: MonitorConfig) -> tuple[Any, Any]:
+    if config.display_mean is not None:
+        return config.display_mean, config.display_std
+    for module in network.modules():
+        cfg = getattr(module, "pretrained_cfg", None)
+        if isinstance(cfg, dict) and "mean" in cfg and "std" in cfg:
+            return cfg["mean"], cfg["std"]
+    return None, None
+
+
+class MonitorLogic:
+    """Everything the Lightning callback does, independent of the Lightning namespace."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+        self.probe: Probe | None = None
+        self.history: list[dict[str, float]] = []
+        self.num_failures = 0
+        self.last_seconds: dict[str, float] = {}
+        self._network: nn.Module | None = None
+        self._evaluation: Evaluation | None = None
+        self._grids: GridSet | None = None
+        self._grids_built = False
+        self._warned: set[str] = set()
+        self._layout_written = False
+        self._last_epoch_run: int | None = None
+
+    # --- setup and probe -------------------------------------------------------------------------
+
+    def setup_monitor(self, pl_module: nn.Module) -> None:
+        """Resolve the network and build every attributor: configuration errors surface here."""
+        attribute = self.config.model_attribute
+        network = pl_module
+        if attribute is not None:
+            try:
+                network = operator.attrgetter(attribute)(pl_module)
+            except AttributeError:
+                raise ConfigurationError(
+                    f"`model_attribute`: expected an attribute path of the LightningModule to "
+                    f"the network, received {attribute!r} (not found)."
+                ) from None
+            if not isinstance(network, nn.Module):
+                raise ConfigurationError(
+                    f"`model_attribute`: {attribute!r} is a {type(network).__name__}, not a module."
+                )
+        self._network = network
+        self._evaluation = Evaluation(self.config, build_attributors(self.config, network))
+
+    def ensure_probe(self, trainer: Any) -> None:
+        """Choose the probe set once (it is then kept in the callback's state)."""
+        if self.probe is not None:
+            return
+        loader = _first_loader(trainer.val_dataloaders, self.config.dataloader_idx)
+        if loader is None:
+            return
+        with preserved_training_state(self._require_network()):
+            self.probe = select_probe(
+                loader, self.config.num_images, self.config.seed, self.config.batch_transform
+            )
+        self._grids_built = False
+
+    def _require_network(self) -> nn.Module:
+        if self._network is None or self._evaluation is None:
+            raise RuntimeError("AttributionMonitor used before `setup`")
+        return self._network
+
+    # --- when ----------------------------------------------------------------------------------
+
+    def should_run(self, trainer: Any) -> bool:
+        """Not in the sanity check, every ``every_n_epochs`` epochs, once per epoch."""
+        if trainer.sanity_checking or self.probe is None or self._evaluation is None:
+            return False
+        if getattr(trainer.state.fn, "value", trainer.state.fn) != "fit":
+            return True
+        epoch = trainer.current_epoch
+        return (epoch + 1) % self.config.every_n_epochs == 0 and epoch != self._last_epoch_run
+
+    # --- one evaluation ------------------------------------------------------------------------
+
+    def run(self, trainer: Any, pl_module: Any) -> None:
+        """Attribute the probe, compute the metrics, log them; never disturbs training."""
+        network = self._require_network()
+        self._last_epoch_run = trainer.current_epoch
+        start = time.perf_counter()
+        with preserved_training_state(pl_module), torch.inference_mode(False), torch.no_grad():
+            outcome = self._evaluate(trainer, network)
+            if outcome is None:
+                return
+            results, reference, figure_maps = outcome
+            self._log_scalars(trainer, pl_module, results, time.perf_counter() - start)
+            figures_start = time.perf_counter()
+            if trainer.is_global_zero and figure_maps:
+                log_epoch_figures(trainer, self, network, results, reference, figure_maps)
+        assert self._evaluation is not None
+        self.last_seconds = dict(self._evaluation.seconds)
+        self.last_seconds["figures"] = time.perf_counter() - figures_start
+        self.last_seconds["total"] = time.perf_counter() - start
+
+    def _evaluate(self, trainer: Any, network: nn.Module) -> Any:
+        evaluation = self._evaluation
+        assert evaluation is not None
+        assert self.probe is not None
+        evaluation.seconds = {}
+        device = next(network.parameters()).device
+        evaluation.to(device)
+        failure: BaseException | None = None
+        figure_maps: dict[str, Tensor] = {}
+        try:
+            figure_maps = self._local_pass(trainer, network, device)
+        except Exception as error:  # reported below, on every rank
+            failure = error
+        if self._failed_anywhere(trainer, failure):
+            evaluation.reset()
+            self._report_failure(trainer, failure)
+            return None
+        results, reference = evaluation.compute(self._has_regions(), self._grids is not None)
+        evaluation.reset()
+        return results, reference, self._gather_figure_maps(trainer, figure_maps)
+
+    def _local_pass(
+        self, trainer: Any, network: nn.Module, device: torch.device
+    ) -> dict[str, Tensor]:
+        assert self.probe is not None
+        assert self._evaluation is not None
+        dtype = next(network.parameters()).dtype
+        share = self.probe.shard(trainer.global_rank, trainer.world_size)
+        share.images = share.images.to(device=device, dtype=dtype)
+        targets = self._targets(network, share)
+        grids = self._grid_share(trainer, network, device, dtype)
+        positions = torch.arange(trainer.global_rank, len(self.probe), trainer.world_size)
+        keep = positions < self.config.log_images
+        self._warn_missing_regions()
+        return self._evaluation.update(network, share, targets, grids, keep)
+
+    def _targets(self, network: nn.Module, share: Probe) -> Tensor:
+        labels = share.labels.to(share.images.device)
+        if self.config.target == "label" or not len(share):
+            return labels
+        was_training = [(m, m.training) for m in network.modules()]
+        network.eval()
+        try:
+            return network(share.images).argmax(dim=1)
+        finally:
+            for module, training in was_training:
+                module.training = training
+
+    def _grid_share(
+        self, trainer: Any, network: nn.Module, device: torch.device, dtype: torch.dtype
+    ) -> GridSet | None:
+        if "grid_pg" not in self.config.metrics:
+            return None
+        assert self.probe is not None
+        if not self._grids_built or self.config.grid_min_confidence is not None:
+            self._grids, reason = build_grid_set(self.probe, network, self.config)
+            self._grids_built = True
+            if self._grids is None:
+                self._warn_once("grid", f"AttributionMonitor: GridPG is skipped: {reason}")
+        if self._grids is None:
+            return None
+        share = self._grids.shard(trainer.global_rank, trainer.world_size)
+        return GridSet(
+            share.images.to(device=device, dtype=dtype),
+            share.classes.to(device),
+            share.cells.to(device),
+            share.ids,
+        )
+
+    def _has_regions(self) -> bool:
+        return self.probe is not None and (
+            self.probe.boxes is not None or self.probe.masks is not None
+        )
+
+    def _warn_missing_regions(self) -> None:
+        if "energy_pg" in self.config.metrics and not self._has_regions():
+            self._warn_once(
+                "regions",
+                "AttributionMonitor: EnergyPG is skipped because the validation batches carry no "
+                "object boxes or masks; return (images, labels, boxes) or a dict with 'boxes' or "
+                "'mask' (or convert with `batch_transform`) to enable it.",
+            )
+
+    # --- distributed agreement and reporting -----------------------------------------------------
+
+    @staticmethod
+    def _failed_anywhere(trainer: Any, failure: BaseException | None) -> bool:
+        flag = torch.tensor(float(failure is not None))
+        if trainer.world_size > 1:
+            flag = trainer.strategy.reduce(flag.to(trainer.strategy.root_device), reduce_op="sum")
+        return bool(flag.item() > 0)
+
+    def _report_failure(self, trainer: Any, failure: BaseException | None) -> None:
+        self.num_failures += 1
+        where = f"{type(failure).__name__}: {failure}" if failure else "failed on another process"
+        message = (
+            f"AttributionMonitor: the evaluation at epoch {trainer.current_epoch} failed ({where})"
+        )
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if self.config.on_error == "raise":
+            raise MonitorError(message) from failure
+        warnings.warn(message + "; training goes on.", RuntimeWarning, stacklevel=2)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=2)
+
+    def _gather_figure_maps(self, trainer: Any, kept: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The maps of the first ``log_images`` probe images, on every process (a collective)."""
+        count = min(self.config.log_images, len(self.probe or ()))
+        if count == 0 or not trainer.loggers:
+            return {}
+        assert self.probe is not None
+        height, width = self.probe.images.shape[-2:]
+        positions = torch.arange(trainer.global_rank, count, trainer.world_size)
+        gathered = {}
+        for method in self.config.methods:
+            full = torch.zeros(count, height, width, device=trainer.strategy.root_device)
+            if method in kept and len(positions):
+                full[positions] = kept[method].to(full)
+            if trainer.world_size > 1:
+                full = trainer.strategy.reduce(full, reduce_op="sum")
+            gathered[method] = full.cpu()
+        return gathered
+
+    # --- logging -------------------------------------------------------------------------------
+
+    def _log_scalars(
+        self, trainer: Any, pl_module: Any, results: Mapping[str, MethodScores], seconds: float
+    ) -> None:
+        prefix = self.config.log_prefix
+        scalars: dict[str, float] = {f"{prefix}/time_s": seconds}
+        for method, scores in results.items():
+            for metric, value in scores.scalars.items():
+                if value == value:  # not NaN
+                    scalars[f"{prefix}/{method}/{metric}"] = value
+            if scores.num_nan:
+                scalars[f"{prefix}/{method}/num_nan"] = float(scores.num_nan)
+                self._warn_once(
+                    f"nan-{method}",
+                    f"AttributionMonitor: {method} produced "
+                    f"{scores.num_nan} non-finite maps; they are excluded and counted.",
+                )
+        if self.num_failures:
+            scalars[f"{prefix}/failures"] = float(self.num_failures)
+        pl_module.log_dict(scalars, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)
+        self.history.append(
+            {"epoch": float(trainer.current_epoch), "step": float(trainer.global_step)} | scalars
+        )
+        self._write_layout(trainer)
+
+    def _write_layout(self, trainer: Any) -> None:
+        if self._layout_written or not trainer.is_global_zero:
+            return
+        layout = custom_scalars_layout(
+            self.config.log_prefix, self.config.metrics, self.config.deletion_order
+        )
+        for writer in summary_writers(trainer.loggers):
+            writer.add_custom_scalars(layout)
+        self._layout_written = True
+
+    def display_stats(self, network: nn.Module) -> tuple[Any, Any]:
+        """Mean and std that map probe images back to display space (or ``(None, None)``)."""
+        return _display_stats(network, self.config)
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def monitor_state(self) -> dict[str, Any]:
+        """The probe set, the history and the failure count, for checkpoints."""
+        return {
+            "probe": None if self.probe is None else self.probe.state(),
+            "history": list(self.history),
+            "num_failures": self.num_failures,
+        }
+
+    def load_monitor_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`monitor_state` (a resumed run keeps its probe set)."""
+        probe = state.get("probe")
+        self.probe = None if probe is None else Probe.from_state(probe)
+        self.history = list(state.get("history", []))
+        self.num_failures = int(state.get("num_failures", 0))
+        self._grids_built = False

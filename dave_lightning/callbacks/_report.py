@@ -1,0 +1,56 @@
+"""Per-epoch figures of the monitor: probe overlays and deletion curves (rank 0 only)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from dave_lightning.callbacks._evaluation import RANDOM_ORDER, MethodScores
+from dave_lightning.callbacks._logging import chart_title, log_figure
+from dave_lightning.metrics.functional import deletion_fractions
+from dave_lightning.viz import attribution_figure, deletion_curves_figure, to_display
+
+if TYPE_CHECKING:
+    from dave_lightning.callbacks._monitor import MonitorLogic
+
+__all__ = ["log_epoch_figures"]
+
+
+def _row_titles(network: nn.Module, images: Tensor, labels: Tensor) -> list[str]:
+    network.eval()  # the caller restores every module's mode
+    predictions = network(images).argmax(dim=1).cpu()
+    return [f"label {int(y)} · pred {int(p)}" for y, p in zip(labels, predictions, strict=True)]
+
+
+def log_epoch_figures(
+    trainer: Any,
+    monitor: MonitorLogic,
+    network: nn.Module,
+    results: Mapping[str, MethodScores],
+    reference: Tensor | None,
+    figure_maps: Mapping[str, Tensor],
+) -> None:
+    """Log the overlay grid of the first probe images and the deletion-curve chart."""
+    config, probe = monitor.config, monitor.probe
+    assert probe is not None
+    count = next(iter(figure_maps.values())).shape[0]
+    parameter = next(network.parameters())
+    images = probe.images[:count].to(parameter.device, parameter.dtype)
+    mean, std = monitor.display_stats(network)
+    titles = _row_titles(network, images, probe.labels[:count])
+    step, prefix = trainer.global_step, config.log_prefix
+    figure = attribution_figure(to_display(images, mean, std), figure_maps, titles)
+    log_figure(trainer.loggers, f"{prefix}/overlays", figure, step)
+    curves = {m: s.deletion_curve for m, s in results.items() if s.deletion_curve is not None}
+    if curves:
+        if reference is not None:
+            curves[RANDOM_ORDER] = reference
+        fractions = deletion_fractions(
+            config.deletion_steps, config.deletion_max_fraction, dtype=torch.float32
+        )
+        title = chart_title("deletion_auc", config.deletion_order)
+        figure = deletion_curves_figure(fractions, curves, title=title)
+        log_figure(trainer.loggers, f"{prefix}/deletion_curves", figure, step)

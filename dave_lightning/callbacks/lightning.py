@@ -1,0 +1,33 @@
+"""The AttributionMonitor for ``lightning.pytorch`` trainers (the ``lightning`` package).
+
+Lightning's two namespaces have separate ``Callback`` classes and a trainer of one refuses
+callbacks of the other, so this twin shares every hook with
+:class:`dave_lightning.callbacks.AttributionMonitor` and only changes the base class.
+
+Example:
+    >>> from dave_lightning.callbacks.lightning import AttributionMonitor  # doctest: +SKIP
+    >>> import lightning.pytorch as L  # doctest: +SKIP
+    >>> monitor = AttributionMonitor(methods=["dave", "gradient"])  # doctest: +SKIP
+    >>> trainer = L.Trainer(callbacks=[monitor])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+try:
+    import lightning.pytorch as lightning_pytorch
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "dave_lightning.callbacks.lightning needs the `lightning` package "
+        "(pip install lightning); for pytorch_lightning trainers use "
+        "dave_lightning.callbacks.AttributionMonitor"
+    ) from error
+
+from dave_lightning.callbacks.attribution_monitor import _MonitorHooks
+
+__all__ = ["AttributionMonitor"]
+
+
+class AttributionMonitor(_MonitorHooks, lightning_pytorch.Callback):
+    """Track explanation quality over epochs; see :class:`_MonitorHooks` for the options."""
+
+    __doc__ = _MonitorHooks.__doc__
