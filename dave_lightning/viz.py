@@ -135,13 +135,17 @@ def attribution_figure(
 
 
 def deletion_curves_figure(
-    fractions: Tensor, curves: Mapping[str, Tensor], title: str = "pixel deletion"
+    fractions: Tensor,
+    curves: Mapping[str, Tensor],
+    reference: Tensor | None = None,
+    title: str = "pixel deletion",
 ) -> Figure:
-    """Mean deletion curve of each method (``"random"`` drawn dashed as the reference).
+    """Mean deletion curve of each method, with the random-order reference dashed.
 
     Args:
         fractions: ``(S,)`` removed fractions.
         curves: Method name to its mean curve ``(S,)``.
+        reference: The curve of removing pixels in random order, or ``None``.
         title: The chart title (say which direction is better).
 
     Returns:
@@ -149,9 +153,11 @@ def deletion_curves_figure(
     """
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.5))
+    x = fractions.cpu().numpy()
     for name, curve in curves.items():
-        style = "--" if name == "random" else "-"
-        axis.plot(fractions.cpu().numpy(), curve.detach().cpu().numpy(), style, label=name)
+        axis.plot(x, curve.detach().cpu().numpy(), "-", label=name)
+    if reference is not None:
+        axis.plot(x, reference.detach().cpu().numpy(), "--", color="grey", label="random order")
     axis.set_xlabel("fraction of pixels removed")
     axis.set_ylabel("target score")
     axis.set_title(title, fontsize=10)

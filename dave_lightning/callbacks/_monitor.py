@@ -287,7 +287,13 @@ class MonitorLogic:
                 )
         if self.num_failures:
             scalars[f"{prefix}/failures"] = float(self.num_failures)
-        pl_module.log_dict(scalars, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)
+        # Loggers get the scalars at this epoch's global step (the figures' step too); the
+        # LightningModule log makes them visible to checkpoint/early-stopping monitors and to
+        # the metrics that `trainer.validate` returns.
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(scalars, step=trainer.global_step)
+        pl_module.log_dict(scalars, logger=False, on_step=False, on_epoch=True, batch_size=1)
         self.history.append(
             {"epoch": float(trainer.current_epoch), "step": float(trainer.global_step)} | scalars
         )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from dave_lightning.callbacks._evaluation import RANDOM_ORDER, MethodScores
+from dave_lightning.callbacks._evaluation import MethodScores
 from dave_lightning.callbacks._logging import chart_title, log_figure
 from dave_lightning.metrics.functional import deletion_fractions
 from dave_lightning.viz import attribution_figure, deletion_curves_figure, to_display
@@ -46,11 +46,9 @@ def log_epoch_figures(
     log_figure(trainer.loggers, f"{prefix}/overlays", figure, step)
     curves = {m: s.deletion_curve for m, s in results.items() if s.deletion_curve is not None}
     if curves:
-        if reference is not None:
-            curves[RANDOM_ORDER] = reference
         fractions = deletion_fractions(
             config.deletion_steps, config.deletion_max_fraction, dtype=torch.float32
         )
         title = chart_title("deletion_auc", config.deletion_order)
-        figure = deletion_curves_figure(fractions, curves, title=title)
+        figure = deletion_curves_figure(fractions, curves, reference, title=title)
         log_figure(trainer.loggers, f"{prefix}/deletion_curves", figure, step)
