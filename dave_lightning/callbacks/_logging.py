@@ -34,6 +34,18 @@ _LONG_NAMES = {
 }
 
 
+def logging_step(trainer: Any) -> int:
+    """The step Lightning logs this validation's epoch metrics at.
+
+    Scalars go through Lightning's logging, which uses its count of optimizer steps taken
+    (inside ``fit`` one less than ``trainer.global_step`` while validating); figures use the same
+    step so they line up. Falls back to ``trainer.global_step``.
+    """
+    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    step = getattr(epoch_loop, "_batches_that_stepped", None)
+    return int(step) if isinstance(step, int) else int(trainer.global_step)
+
+
 def chart_title(metric: str, deletion_order: str) -> str:
     """A chart title saying which way the metric improves.
 

@@ -19,7 +19,7 @@ from dave_lightning.callbacks._evaluation import (
     build_attributors,
 )
 from dave_lightning.callbacks._grids import build_grid_set
-from dave_lightning.callbacks._logging import custom_scalars_layout, summary_writers
+from dave_lightning.callbacks._logging import custom_scalars_layout, logging_step, summary_writers
 from dave_lightning.callbacks._probe import Probe, select_probe
 from dave_lightning.callbacks._report import log_epoch_figures
 from dave_lightning.callbacks._safety import preserved_training_state
@@ -287,15 +287,14 @@ class MonitorLogic:
                 )
         if self.num_failures:
             scalars[f"{prefix}/failures"] = float(self.num_failures)
-        # Loggers get the scalars at this epoch's global step (the figures' step too); the
-        # LightningModule log makes them visible to checkpoint/early-stopping monitors and to
-        # the metrics that `trainer.validate` returns.
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_metrics(scalars, step=trainer.global_step)
-        pl_module.log_dict(scalars, logger=False, on_step=False, on_epoch=True, batch_size=1)
+        # Through Lightning's own logging: every logger gets them at the step of the epoch's
+        # validation metrics (the figures use that step too), checkpoint/early-stopping monitors
+        # see them, and `trainer.validate` returns them.
+        pl_module.log_dict(
+            scalars, logger=bool(trainer.loggers), on_step=False, on_epoch=True, batch_size=1
+        )
         self.history.append(
-            {"epoch": float(trainer.current_epoch), "step": float(trainer.global_step)} | scalars
+            {"epoch": float(trainer.current_epoch), "step": float(logging_step(trainer))} | scalars
         )
         self._write_layout(trainer)
 

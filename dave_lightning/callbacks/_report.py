@@ -9,12 +9,13 @@ import torch
 from torch import Tensor, nn
 
 from dave_lightning.callbacks._evaluation import MethodScores
-from dave_lightning.callbacks._logging import chart_title, log_figure
+from dave_lightning.callbacks._logging import chart_title, log_figure, logging_step
 from dave_lightning.metrics.functional import deletion_fractions
 from dave_lightning.viz import attribution_figure, deletion_curves_figure, to_display
 
 if TYPE_CHECKING:
     from dave_lightning.callbacks._monitor import MonitorLogic
+
 
 __all__ = ["log_epoch_figures"]
 
@@ -41,7 +42,7 @@ def log_epoch_figures(
     images = probe.images[:count].to(parameter.device, parameter.dtype)
     mean, std = monitor.display_stats(network)
     titles = _row_titles(network, images, probe.labels[:count])
-    step, prefix = trainer.global_step, config.log_prefix
+    step, prefix = logging_step(trainer), config.log_prefix
     figure = attribution_figure(to_display(images, mean, std), figure_maps, titles)
     log_figure(trainer.loggers, f"{prefix}/overlays", figure, step)
     curves = {m: s.deletion_curve for m, s in results.items() if s.deletion_curve is not None}

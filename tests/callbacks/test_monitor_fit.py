@@ -1,0 +1,120 @@
+"""Real tiny `Trainer.fit` runs: what reaches TensorBoard, and that training is unchanged."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+from tensorboard.plugins.custom_scalar import layout_pb2
+
+from dave_lightning.callbacks import AttributionMonitor
+from tests.callbacks.helpers import FAST, TinyClassifier, events, loaders, trainer
+
+METHODS = ["dave", "gradient", "random"]
+
+
+def _fit(
+    root: Path, callbacks: list, seed: int = 0, **options
+) -> tuple[pl.Trainer, TinyClassifier]:
+    pl.seed_everything(seed, verbose=False)
+    model = TinyClassifier()
+    run = trainer(root, callbacks, **options)
+    run.fit(model, *loaders())
+    return run, model
+
+
+def test_scalars_images_and_layout_reach_tensorboard(tmp_path: Path) -> None:
+    monitor = AttributionMonitor(methods=METHODS, **FAST)
+    run, _ = _fit(tmp_path, [monitor])
+    logged = events(tmp_path)
+    tags = set(logged.Tags()["scalars"])
+    for method in METHODS:
+        for metric in ("grid_pg", "energy_pg", "deletion_auc"):
+            assert f"explain/{method}/{metric}" in tags
+    assert {"explain/time_s", "explain/random_order/deletion_auc"} <= tags
+    steps = [event.step for event in logged.Scalars("explain/dave/grid_pg")]
+    assert steps == [event.step for event in logged.Scalars("val_loss")]  # beside val metrics
+    assert len(steps) == 2  # once per epoch, not in the sanity check
+    for value in (event.value for event in logged.Scalars("explain/dave/energy_pg")):
+        assert 0.0 <= value <= 1.0
+    images = logged.Tags()["images"]
+    assert {"explain/overlays", "explain/deletion_curves"} <= set(images)
+    assert [event.step for event in logged.Images("explain/overlays")] == steps
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(logged.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    titles = {chart.title: chart.multiline.tag[0] for c in layout.category for chart in c.chart}
+    assert titles["pixel deletion AUC, most relevant first (lower is better)"] == (
+        "^explain/[^/]+/deletion_auc$"
+    )
+    assert len(monitor.history) == 2
+    assert run.callback_metrics["explain/dave/grid_pg"] == pytest.approx(
+        monitor.history[-1]["explain/dave/grid_pg"]
+    )
+
+
+def _training_fingerprint(root: Path, callbacks: list) -> dict:
+    run, model = _fit(root, callbacks)
+    optimizer = run.optimizers[0].state_dict()
+    return {
+        "weights": {k: v.clone() for k, v in model.state_dict().items()},
+        "optimizer": [s["exp_avg"].clone() for s in optimizer["state"].values()],
+        "seen": torch.cat(model.seen),
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state()[1].copy(),
+        "python": random.getstate(),
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "training": [m.training for m in model.modules()],
+    }
+
+
+def test_training_is_bit_for_bit_unchanged_by_the_monitor(tmp_path: Path) -> None:
+    without = _training_fingerprint(tmp_path / "without", [])
+    monitor = AttributionMonitor(
+        methods=["dave", "smoothgrad"], method_options={"smoothgrad": {"nt_samples": 3}}, **FAST
+    )
+    with_monitor = _training_fingerprint(tmp_path / "with", [monitor])
+    assert len(monitor.history) == 2  # it really ran
+    for key, value in without["weights"].items():
+        assert torch.equal(value, with_monitor["weights"][key]), key
+    for a, b in zip(without["optimizer"], with_monitor["optimizer"], strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(without["seen"], with_monitor["seen"])  # same shuffled batch order
+    assert torch.equal(without["torch"], with_monitor["torch"])
+    assert np.array_equal(without["numpy"], with_monitor["numpy"])
+    assert without["python"] == with_monitor["python"]
+    assert without["requires_grad"] == with_monitor["requires_grad"]
+    assert without["training"] == with_monitor["training"]
+
+
+def test_every_n_epochs_and_other_loggers(tmp_path: Path) -> None:
+    monitor = AttributionMonitor(methods=["gradient"], every_n_epochs=2, **FAST)
+    csv = CSVLogger(str(tmp_path), name="csv")
+    _fit(tmp_path, [monitor], max_epochs=4, logger=csv)
+    assert [row["epoch"] for row in monitor.history] == [1.0, 3.0]
+    text = (Path(csv.log_dir) / "metrics.csv").read_text()
+    assert "explain/gradient/grid_pg" in text.splitlines()[0]
+
+
+def test_logger_false_works_silently(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    monitor = AttributionMonitor(methods=["gradient"], **FAST)
+    run, _ = _fit(tmp_path, [monitor], logger=False)
+    assert not [w for w in recwarn if "logger" in str(w.message)]
+    assert len(monitor.history) == 2
+    assert "explain/gradient/deletion_auc" in run.callback_metrics
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_validate_under_inference_mode_returns_the_scores(tmp_path: Path) -> None:
+    monitor = AttributionMonitor(methods=["dave", "legrad"], **FAST)
+    pl.seed_everything(0, verbose=False)
+    run = trainer(tmp_path, [monitor], inference_mode=True)
+    results = run.validate(TinyClassifier(), loaders()[1], verbose=False)[0]
+    assert {"explain/dave/grid_pg", "explain/legrad/energy_pg", "explain/dave/deletion_auc"} <= set(
+        results
+    )
+    assert len(monitor.history) == 1
