@@ -163,7 +163,7 @@ class Evaluation:
         if self.reference is not None and len(share):
             start = time.perf_counter()
             blank = share.images.new_zeros(share.images.shape[0], *share.images.shape[2:])
-            self.reference.update(network, share.images, blank, targets)
+            self.reference.update(network, share.images, blank, targets, share.indices)
             self._timed("metrics", start)
         return kept
 
@@ -176,7 +176,7 @@ class Evaluation:
             regions = share.masks if share.masks is not None else share.boxes
             metrics["energy_pg"].update(maps, regions)
         if "deletion_auc" in metrics:
-            metrics["deletion_auc"].update(network, share.images, maps, targets)
+            metrics["deletion_auc"].update(network, share.images, maps, targets, share.indices)
         self._timed("metrics", start)
 
     def compute(

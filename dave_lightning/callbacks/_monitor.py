@@ -290,9 +290,7 @@ class MonitorLogic:
         # Through Lightning's own logging: every logger gets them at the step of the epoch's
         # validation metrics (the figures use that step too), checkpoint/early-stopping monitors
         # see them, and `trainer.validate` returns them.
-        pl_module.log_dict(
-            scalars, logger=bool(trainer.loggers), on_step=False, on_epoch=True, batch_size=1
-        )
+        pl_module.log_dict(scalars, on_step=False, on_epoch=True, batch_size=1)
         self.history.append(
             {"epoch": float(trainer.current_epoch), "step": float(logging_step(trainer))} | scalars
         )

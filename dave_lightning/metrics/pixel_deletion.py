@@ -137,9 +137,18 @@ class PixelDeletion(Metric):
         return deletion_fractions(self.steps, self.max_fraction, like.dtype, like.device)
 
     def update(
-        self, model: nn.Module, images: Tensor, attributions: Tensor, target: Tensor | int
+        self,
+        model: nn.Module,
+        images: Tensor,
+        attributions: Tensor,
+        target: Tensor | int,
+        image_ids: Tensor | Sequence[int] | None = None,
     ) -> None:
-        """Add the deletion curves of a batch; ``model`` is used, not kept."""
+        """Add the deletion curves of a batch; ``model`` is used, not kept.
+
+        ``image_ids`` key each image's tie-breaking permutation (default: positions in the
+        batch); pass dataset indices so results do not depend on batching or on the process.
+        """
         curves, finite = _pixel_deletion_update(
             model,
             images,
@@ -154,6 +163,7 @@ class PixelDeletion(Metric):
             self.seed,
             self.blur_kernel_size,
             self.blur_sigma,
+            image_ids,
         )
         self.num_nan += warn_non_finite(type(self).__name__, finite)
         kept = curves[finite]

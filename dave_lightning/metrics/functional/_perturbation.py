@@ -7,7 +7,7 @@ Everything here is vectorised over images and pixels; the only Python loops run 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,17 +30,28 @@ def step_counts(steps: int, max_fraction: float, num_pixels: int, device: torch.
     return torch.round(fractions * num_pixels).to(device=device, dtype=torch.int64)
 
 
-def removal_ranks(attributions: Tensor, order: str, generator: torch.Generator) -> Tensor:
+def permutation_seed(seed: int, image_id: int) -> int:
+    """The seed of one image's tie-breaking permutation: a function of ``(seed, image_id)`` only.
+
+    Example:
+        >>> permutation_seed(0, 3) == permutation_seed(0, 3) != permutation_seed(1, 3)
+        True
+    """
+    return (seed * 0x9E3779B97F4A7C15 + image_id * 0xBF58476D1CE4E5B9 + 1) % (2**63)
+
+
+def removal_ranks(attributions: Tensor, order: str, seeds: Sequence[int]) -> Tensor:
     """Position of every pixel in the removal order, ties broken at random.
 
-    Each image's pixels are first shuffled by a permutation drawn from ``generator`` (on the
-    CPU, so the result does not depend on the device); a *stable* sort of the shuffled values
-    then leaves tied pixels in that random order. ``"random"`` uses the permutation alone.
+    Each image's pixels are first shuffled by a permutation drawn from a CPU generator seeded
+    with that image's seed (so the result depends neither on the device nor on the other images
+    in the batch; the global RNG is not touched); a *stable* sort of the shuffled values then
+    leaves tied pixels in that random order. ``"random"`` uses the permutation alone.
 
     Args:
         attributions: ``(B, H, W)`` finite maps.
         order: ``"most_relevant_first"``, ``"least_relevant_first"`` or ``"random"``.
-        generator: A CPU generator; it is advanced, the global RNG is not touched.
+        seeds: One seed per image (see :func:`permutation_seed`).
 
     Returns:
         ``(B, H·W)`` integer ranks: pixel ``p`` of image ``b`` is removed at the first step that
@@ -50,8 +61,9 @@ def removal_ranks(attributions: Tensor, order: str, generator: torch.Generator) 
     flat = attributions.reshape(batch, -1)
     num_pixels = flat.shape[1]
     shuffle = torch.zeros(batch, num_pixels, dtype=torch.long)
-    for row in shuffle:
-        row.copy_(torch.randperm(num_pixels, generator=generator))
+    generator = torch.Generator()
+    for row, seed in zip(shuffle, seeds, strict=True):
+        row.copy_(torch.randperm(num_pixels, generator=generator.manual_seed(seed)))
     shuffle = shuffle.to(flat.device)
     if order == "random":
         removal_order = shuffle

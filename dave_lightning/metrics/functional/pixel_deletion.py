@@ -22,9 +22,10 @@ for monitoring every epoch.
 
 Other choices:
 
-* Ties in the attribution are broken by a seeded random permutation (``seed``; a local
-  ``torch.Generator`` on the CPU, so the global RNG is untouched and results do not depend on the
-  device), never by pixel index, which would favour the top of the image.
+* Ties in the attribution are broken by a seeded random permutation per image, keyed by
+  ``(seed, image_id)`` (a local ``torch.Generator`` on the CPU, so the global RNG is untouched
+  and results depend neither on the device nor on the batch), never by pixel index, which would
+  favour the top of the image.
 * ``replacement="blur"`` follows the paper's script: a Gaussian blur of the image (31x31,
   sigma = 7 by default; ``blur_kernel_size``/``blur_sigma``) with mirrored borders, in the model's
   (normalised) input space. ``"zero"`` is 0 in that space (the dataset mean for standard
@@ -40,6 +41,7 @@ Other choices:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
 import torch
@@ -56,6 +58,7 @@ from dave_lightning.metrics.functional._checks import (
 from dave_lightning.metrics.functional._perturbation import (
     evaluation_mode,
     gaussian_blur_images,
+    permutation_seed,
     removal_ranks,
     step_counts,
 )
@@ -126,6 +129,17 @@ def _check_deletion_inputs(images: Any, attributions: Any, target: Any) -> Tenso
     if batch and int(target.min()) < 0:
         raise BadInputError.for_argument("target", "class indices >= 0", f"{int(target.min())}")
     return target
+
+
+def _check_image_ids(image_ids: Any, batch: int) -> list[int]:
+    if image_ids is None:
+        return list(range(batch))
+    ids = torch.as_tensor(image_ids)
+    if not is_integer_tensor(ids) or ids.shape != (batch,):
+        raise BadInputError.for_argument(
+            "image_ids", f"{batch} integers, one per image", describe(image_ids)
+        )
+    return [int(i) for i in ids.tolist()]
 
 
 def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
@@ -216,6 +230,7 @@ def _pixel_deletion_update(
     seed: int = 0,
     blur_kernel_size: int = 31,
     blur_sigma: float = 7.0,
+    image_ids: Tensor | Sequence[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Check everything and compute the curves.
 
@@ -242,7 +257,9 @@ def _pixel_deletion_update(
     if kept.numel() == 0:
         dtype = torch.promote_types(images.dtype, torch.float32)
         return images.new_full((batch, steps + 1), float("nan"), dtype=dtype), finite
-    ranks = removal_ranks(maps.index_select(0, kept), order, torch.Generator().manual_seed(seed))
+    ids = _check_image_ids(image_ids, batch)
+    seeds = [permutation_seed(seed, ids[int(i)]) for i in kept]
+    ranks = removal_ranks(maps.index_select(0, kept), order, seeds)
     counts = step_counts(steps, max_fraction, height * width, images.device).to(ranks.dtype)
     with evaluation_mode(model):
         fill = _replacement_images(images, replacement, blur_kernel_size, blur_sigma)
@@ -277,6 +294,7 @@ def pixel_deletion(
     seed: int = 0,
     blur_kernel_size: int = 31,
     blur_sigma: float = 7.0,
+    image_ids: Tensor | Sequence[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Deletion curves: the target's score as pixels are removed in attribution order.
 
@@ -297,6 +315,9 @@ def pixel_deletion(
         seed: Seed of the permutation that breaks ties (and of the ``"random"`` order).
         blur_kernel_size: Odd Gaussian kernel size for ``replacement="blur"``.
         blur_sigma: Gaussian standard deviation in pixels for ``replacement="blur"``.
+        image_ids: ``B`` integers keying each image's permutation with ``seed`` (default: the
+            positions ``0..B-1``); pass dataset indices to make curves independent of how the
+            images are split into batches or processes.
 
     Returns:
         ``(fractions, curves)``: the ``(steps + 1,)`` nominal removed fractions from 0 to
@@ -338,5 +359,6 @@ def pixel_deletion(
         seed,
         blur_kernel_size,
         blur_sigma,
+        image_ids,
     )
     return deletion_fractions(steps, max_fraction, curves.dtype, curves.device), curves
