@@ -17,8 +17,8 @@ __all__ = ["Probe", "parse_batch", "select_probe"]
 _IMAGE_KEYS = ("images", "image", "inputs", "input", "x")
 _LABEL_KEYS = ("labels", "label", "targets", "target", "y")
 _BATCH_HELP = (
-    "a tuple (images, labels[, boxes or mask]) or a dict with image(s)/label(s)[/boxes/mask] "
-    "keys; pass `batch_transform=` to turn other batches into one"
+    "a tuple (images, labels[, boxes or mask]), (images, labels, boxes, mask) or a dict with "
+    "image(s)/label(s)[/boxes/mask] keys; pass `batch_transform=` to turn other batches into one"
 )
 
 
@@ -94,6 +94,8 @@ def _parts(batch: Any) -> tuple[Any, Any, Any, Any]:
     if isinstance(batch, Mapping):
         masks = _first(batch, ("masks", "mask"))
         return _first(batch, _IMAGE_KEYS), _first(batch, _LABEL_KEYS), batch.get("boxes"), masks
+    if isinstance(batch, list | tuple) and len(batch) == 4:
+        return batch[0], batch[1], batch[2], batch[3]
     if isinstance(batch, list | tuple) and len(batch) in (2, 3):
         extra = batch[2] if len(batch) == 3 else None
         if isinstance(extra, Tensor) and extra.dtype == torch.bool:
@@ -106,9 +108,9 @@ def parse_batch(batch: Any) -> tuple[Tensor, Tensor, list[Tensor] | None, Tensor
     """Split a validation batch into images, labels and optional boxes or masks (all on CPU).
 
     Args:
-        batch: A tuple ``(images, labels)``, ``(images, labels, boxes)`` or
-            ``(images, labels, mask)``, or a dict with ``image(s)``, ``label(s)`` and optional
-            ``boxes``/``mask`` keys.
+        batch: A tuple ``(images, labels)``, ``(images, labels, boxes)``,
+            ``(images, labels, mask)`` or ``(images, labels, boxes, mask)``, or a dict with
+            ``image(s)``, ``label(s)`` and optional ``boxes``/``mask`` keys.
 
     Returns:
         ``(images, labels, boxes or None, masks or None)``.
