@@ -30,7 +30,8 @@ from tests.callbacks.helpers import FAST, BoxedImages, TinyClassifier, loaders, 
         ({"methods": ["dave", "dave"]}, r"`methods`: expected each name once"),
         (
             {"metrics": ["grid_pg", "iou"]},
-            r"`metrics`: expected names from 'grid_pg', 'energy_pg', 'deletion_auc', received \['iou'\]",
+            r"`metrics`: expected names from 'grid_pg', 'energy_pg', 'deletion_auc',"
+            r" received \['iou'\]",
         ),
         ({"num_images": 0}, r"`num_images`: expected an integer >= 1, received 0"),
         ({"target": "logits"}, r"`target`: expected one of 'label', 'pred', received 'logits'"),
@@ -77,10 +78,10 @@ def test_setup_rejects_unsupported_models_and_bad_attributes_before_training(
         trainer(tmp_path, [AttributionMonitor(model_attribute="net", **FAST)]).fit(
             TinyClassifier(), *loaders()
         )
+    monitor = AttributionMonitor(
+        methods=["smoothgrad"], method_options={"smoothgrad": {"samples": 3}}
+    )
     with pytest.raises(ConfigurationError, match=r"unknown option 'samples'"):
-        monitor = AttributionMonitor(
-            methods=["smoothgrad"], method_options={"smoothgrad": {"samples": 3}}
-        )
         trainer(tmp_path, [monitor]).fit(TinyClassifier(), *loaders())
 
 
@@ -109,7 +110,8 @@ def test_on_error_warn_counts_logs_and_training_goes_on(tmp_path: Path, failing:
     run = trainer(tmp_path, [monitor])
     with pytest.warns(
         RuntimeWarning,
-        match=r"evaluation at epoch 0 failed \(RuntimeError: out of memory \(simulated\)\); training goes on",
+        match=r"evaluation at epoch 0 failed \(RuntimeError: out of memory \(simulated\)\);"
+        r" training goes on",
     ):
         run.fit(TinyClassifier(), *loaders())
     assert run.current_epoch == 2
