@@ -1,0 +1,238 @@
+"""``dave-lightning explain``: attribute your own images with any timm model and checkpoint.
+
+Images are loaded with PIL and preprocessed with the model's own timm data configuration
+(resize, crop, normalisation); each gets one PNG with the image, the overlay and the predicted
+class and score in the title.
+
+Example:
+    >>> import torch
+    >>> from timm.models.vision_transformer import VisionTransformer
+    >>> model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+    ...                           num_classes=3)
+    >>> state = checkpoint_state({"state_dict": {f"model.{k}": v for k, v in
+    ...                                          model.state_dict().items()}})
+    >>> load_weights(model, state)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor, nn
+
+from dave_lightning.errors import BadInputError, DaveError
+from dave_lightning.registry import get_attributor
+
+__all__ = ["ExplainError", "ExplainOptions", "checkpoint_state", "explain_images", "load_weights"]
+
+
+class ExplainError(DaveError):
+    """A problem the ``explain`` command reports in one line (no traceback)."""
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """What ``dave-lightning explain`` was asked to do."""
+
+    images: Sequence[Path]
+    out: Path
+    model: str | None = None
+    checkpoint: Path | None = None
+    pretrained: bool = False
+    target: str = "pred"
+    method: str = "dave"
+    num_samples: int = 50
+    num_classes: int | None = None
+    model_kwargs: Mapping[str, Any] | None = None
+    device: str = "cpu"
+
+
+def _load_image(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise ExplainError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise ExplainError(f"cannot read image {path}: {error}") from None
+
+
+def _read_checkpoint(path: Path) -> Mapping[str, Any]:
+    if not path.is_file():
+        raise ExplainError(f"checkpoint not found: {path}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for bad files
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise ExplainError(
+            f"cannot read checkpoint {path}: {type(error).__name__}: {first_line}"
+        ) from None
+    if not isinstance(loaded, Mapping):
+        raise ExplainError(f"checkpoint {path} holds a {type(loaded).__name__}, not a state dict")
+    return loaded
+
+
+def checkpoint_state(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The model weights of a Lightning checkpoint or a plain state dict.
+
+    A Lightning checkpoint's ``state_dict`` is used; the ``model.`` prefix a LightningModule adds
+    (``self.model = ...``) is removed when every key has it.
+
+    Args:
+        checkpoint: What ``torch.load`` returned.
+
+    Returns:
+        Parameter name to tensor.
+    """
+    state = checkpoint.get("state_dict", checkpoint)
+    tensors = {key: value for key, value in state.items() if isinstance(value, Tensor)}
+    for prefix in ("model.", "module.", "_orig_mod."):
+        if tensors and all(key.startswith(prefix) for key in tensors):
+            tensors = {key[len(prefix) :]: value for key, value in tensors.items()}
+    return tensors
+
+
+def load_weights(model: nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Load ``state`` strictly, turning a mismatch into a one-line :class:`ExplainError`."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [
+        f"{key} {tuple(value.shape)} vs {tuple(expected[key].shape)}"
+        for key, value in state.items()
+        if key in expected and value.shape != expected[key].shape
+    ]
+    if missing or unexpected or reshaped:
+        problems = [
+            f"{len(items)} {kind} (e.g. {', '.join(items[:2])})"
+            for kind, items in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("with another shape", reshaped),
+            )
+            if items
+        ]
+        raise ExplainError("the checkpoint does not fit the model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def _model_spec(
+    options: ExplainOptions, checkpoint: Mapping[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    hyper = dict((checkpoint or {}).get("hyper_parameters", {}) or {})
+    name = options.model or hyper.get("model_name")
+    if not name:
+        raise ExplainError("give --model NAME (or a checkpoint written by `dave-lightning demo`)")
+    kwargs = dict(hyper.get("model_kwargs", {}) or {}) if options.model is None else {}
+    kwargs.update(options.model_kwargs or {})
+    if options.num_classes is not None:
+        kwargs["num_classes"] = options.num_classes
+    elif options.model is None and "num_classes" in hyper:
+        kwargs["num_classes"] = hyper["num_classes"]
+    return str(name), kwargs
+
+
+def _infer_num_classes(state: Mapping[str, Tensor], kwargs: dict[str, Any]) -> None:
+    head = state.get("head.weight")
+    if "num_classes" not in kwargs and head is not None and head.dim() == 2:
+        kwargs["num_classes"] = int(head.shape[0])
+
+
+def build_model(options: ExplainOptions) -> tuple[nn.Module, list[str] | None]:
+    """Create the timm model, load the checkpoint; return it and class names when known."""
+    checkpoint = _read_checkpoint(options.checkpoint) if options.checkpoint else None
+    name, kwargs = _model_spec(options, checkpoint)
+    state = checkpoint_state(checkpoint) if checkpoint is not None else None
+    if state is not None:
+        _infer_num_classes(state, kwargs)
+    try:
+        model = timm.create_model(name, pretrained=options.pretrained, **kwargs)
+    except RuntimeError as error:
+        if "Unknown model" in str(error):
+            raise ExplainError(f"unknown timm model {name!r} (see timm.list_models())") from None
+        raise ExplainError(f"cannot create model {name!r}: {error}") from None
+    if state is not None:
+        load_weights(model, state)
+    hyper = (checkpoint or {}).get("hyper_parameters", {}) or {}
+    names = hyper.get("class_names")
+    return model.eval(), list(names) if isinstance(names, list | tuple) else None
+
+
+def _data_config(model: nn.Module) -> dict[str, Any]:
+    """timm's preprocessing for ``model``, at the input size the model was built for."""
+    overrides: dict[str, Any] = {}
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if isinstance(size, tuple) and len(size) == 2:
+        overrides["input_size"] = (getattr(model, "in_chans", 3), *size)
+    config: dict[str, Any] = timm.data.resolve_data_config(overrides, model=model)
+    return config
+
+
+def _targets(options: ExplainOptions, logits: Tensor) -> Tensor:
+    if options.target == "pred":
+        return logits.argmax(dim=1)
+    try:
+        index = int(options.target)
+    except ValueError:
+        raise ExplainError(
+            f"--target must be 'pred' or a class index, not {options.target!r}"
+        ) from None
+    if not 0 <= index < logits.shape[1]:
+        raise ExplainError(f"--target {index} is outside the model's {logits.shape[1]} classes")
+    return torch.full((logits.shape[0],), index, dtype=torch.long)
+
+
+def explain_images(options: ExplainOptions) -> list[Path]:
+    """Attribute every image and write one PNG each into ``options.out``.
+
+    Returns:
+        The written files.
+
+    Raises:
+        ExplainError: For a missing/unreadable image or checkpoint, an unknown model, a
+            checkpoint that does not fit, or a bad target.
+    """
+    import matplotlib.pyplot as plt
+
+    from dave_lightning.viz import attribution_figure, to_display
+
+    pictures = [_load_image(Path(path)) for path in options.images]
+    model, class_names = build_model(options)
+    device = torch.device(options.device)
+    model.to(device)
+    config = _data_config(model)
+    transform = timm.data.create_transform(**config)
+    images = torch.stack([transform(picture) for picture in pictures]).to(device)
+    with torch.no_grad():
+        probabilities = model(images).softmax(dim=1)
+    targets = _targets(options, probabilities)
+    method_options = {"num_samples": options.num_samples} if options.method == "dave" else {}
+    try:
+        attributor = get_attributor(options.method, model, **method_options)
+        maps = attributor.attribute(images, targets.to(device))
+    except BadInputError as error:
+        raise ExplainError(str(error)) from None
+    options.out.mkdir(parents=True, exist_ok=True)
+    display = to_display(images, config["mean"], config["std"])
+    written = []
+    for index, path in enumerate(options.images):
+        target = int(targets[index])
+        label = (
+            class_names[target] if class_names and target < len(class_names) else f"class {target}"
+        )
+        title = f"{Path(path).name}: {label} ({float(probabilities[index, target]):.2f})"
+        one = slice(index, index + 1)
+        figure = attribution_figure(
+            display[one], {options.method: maps[one]}, [title], cell_inches=3.0
+        )
+        destination = options.out / f"{Path(path).stem}_{options.method}.png"
+        figure.savefig(destination, dpi=100)
+        plt.close(figure)
+        written.append(destination)
+    return written
