@@ -3,11 +3,16 @@ from __future__ import annotations
 import cmath
 import math
 
+import matplotlib
 import pytest
 import torch
 
 from dave_lightning.errors import BadInputError
+from dave_lightning.metrics import PatchArtifactScore
 from dave_lightning.metrics.functional import patch_artifact_chance_level, patch_artifact_score
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: 2e-6, torch.float64: 1e-12}
@@ -16,17 +21,12 @@ TOL = {torch.float32: 2e-6, torch.float64: 1e-12}
 def ref_patch_artifact(map_2d: torch.Tensor, patch_h: int, patch_w: int) -> float:
     """The definition, literally: an explicit float64 DFT by sums, then a loop over the lattice."""
     values = map_2d.double().tolist()
-    height, width = len(values), len(values[0])
-    twiddle_w = [
-        [cmath.exp(-2j * math.pi * v * x / width) for x in range(width)] for v in range(width)
-    ]
-    twiddle_h = [
-        [cmath.exp(-2j * math.pi * u * y / height) for y in range(height)] for u in range(height)
-    ]
-    rows = [[sum(r[x] * t[x] for x in range(width)) for t in twiddle_w] for r in values]
+    h, w = len(values), len(values[0])
+    tw_w = [[cmath.exp(-2j * math.pi * v * x / w) for x in range(w)] for v in range(w)]
+    tw_h = [[cmath.exp(-2j * math.pi * u * y / h) for y in range(h)] for u in range(h)]
+    rows = [[sum(r[x] * t[x] for x in range(w)) for t in tw_w] for r in values]
     spectrum = [
-        [sum(rows[y][v] * twiddle_h[u][y] for y in range(height)) for v in range(width)]
-        for u in range(height)
+        [sum(rows[y][v] * tw_h[u][y] for y in range(h)) for v in range(w)] for u in range(h)
     ]
     energy = [[abs(z) ** 2 for z in row] for row in spectrum]
     total = sum(map(sum, energy)) - energy[0][0]
@@ -34,7 +34,7 @@ def ref_patch_artifact(map_2d: torch.Tensor, patch_h: int, patch_w: int) -> floa
     for k in range(patch_h):
         for j in range(patch_w):
             if (k, j) != (0, 0):
-                on_lattice += energy[k * height // patch_h][j * width // patch_w]
+                on_lattice += energy[k * h // patch_h][j * w // patch_w]
     return on_lattice / total if total > 0 else math.nan
 
 
@@ -107,11 +107,9 @@ def test_a_smooth_blob_scores_far_below_chance():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    ("shape", "patch"), [((32, 48), 4), ((32, 48), 8), ((32, 48), 16), ((32, 48), (4, 8))]
-)
-def test_a_mix_of_disjoint_modes_has_its_closed_form_score(dtype, shape, patch):
-    height, width = shape
+@pytest.mark.parametrize("patch", [4, 8, 16, (4, 8)])
+def test_a_mix_of_disjoint_modes_has_its_closed_form_score(dtype, patch):
+    height, width = 32, 48
     n_h, n_w = height // as_pair(patch)[0], width // as_pair(patch)[1]
     # Each mode carries amplitude² · HW / 2 (no mode is its own conjugate), on disjoint frequencies.
     periodic = [((n_h, 0), 1.0), ((n_h, -n_w), 0.5)]  # on the lattice
@@ -169,7 +167,7 @@ def test_invariant_to_circular_shifts_scaling_and_constants(dtype):
     assert not torch.allclose(patch_artifact_score(maps, (8, 4)), score)  # orientation matters
 
 
-def test_patch_as_big_as_the_map_or_a_single_pixel():
+def test_patch_as_big_as_the_map_a_single_pixel_and_an_empty_batch():
     maps = randn(2, 8, 12, seed=7)
     assert patch_artifact_score(maps, (8, 12)).tolist() == pytest.approx([1.0, 1.0], abs=1e-12)
     assert patch_artifact_score(maps, 1).tolist() == [0.0, 0.0]
@@ -224,3 +222,78 @@ def test_an_empty_batch_gives_no_scores():
 def test_bad_inputs(maps, options, match):
     with pytest.raises(BadInputError, match=match):
         patch_artifact_score(maps, **options)
+    with pytest.raises(BadInputError, match=match):  # the class: at construction or update
+        PatchArtifactScore(**options).update(maps)
+
+
+def test_the_chance_level_checks_its_arguments():
+    with pytest.raises(BadInputError, match=r"`height`: expected an integer >= 1"):
+        patch_artifact_chance_level(0, 8, 4)
+    with pytest.raises(BadInputError, match=r"multiples of patch_size=4, .*width 6"):
+        patch_artifact_chance_level(8, 6, 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_class_equals_functional_and_accumulates(dtype):
+    maps = (randn(10, 8, 12, seed=13) + tiled(randn(1, 4, 4, seed=14), 8, 12)).to(dtype)
+    expected = patch_artifact_score(maps, 4)
+    whole = PatchArtifactScore(patch_size=4).set_dtype(dtype)
+    whole.update(maps)
+    parts = PatchArtifactScore(patch_size=4).set_dtype(dtype)
+    for chunk in (slice(0, 3), slice(3, 4), slice(4, 10)):
+        parts.update(maps[chunk])
+    for metric in (whole, parts):
+        torch.testing.assert_close(metric.compute(), expected.mean(), atol=TOL[dtype], rtol=0)
+        torch.testing.assert_close(metric.per_sample_scores(), expected)
+        assert (int(metric.count), int(metric.num_nan), int(metric.num_constant)) == (10, 0, 0)
+
+
+def test_forward_returns_the_batch_value_and_accumulates():
+    maps = randn(8, 8, 8, seed=15) + tiled(randn(1, 2, 2, seed=16), 8, 8)
+    metric = PatchArtifactScore(patch_size=2).set_dtype(torch.float64)
+    first, second = metric(maps[:5]), metric(maps[5:])
+    expected = patch_artifact_score(maps, 2)
+    torch.testing.assert_close(first, expected[:5].mean())
+    torch.testing.assert_close(second, expected[5:].mean())
+    torch.testing.assert_close(metric.compute(), expected.mean())
+
+
+def test_class_excludes_and_counts_constant_and_non_finite_maps():
+    maps = randn(6, 8, 8, seed=17, dtype=torch.float32)
+    maps[1] = 2.0
+    maps[2, 3, 1] = float("nan")
+    maps[3] = float("inf")  # all equal, but not finite: counted as NaN
+    maps[5] = 0.0
+    metric = PatchArtifactScore(patch_size=4)
+    with pytest.warns(UserWarning, match="2 of 6 attribution maps contain NaN"):
+        metric.update(maps)
+    expected = patch_artifact_score(maps[[0, 4]], 4)
+    torch.testing.assert_close(metric.compute(), expected.mean())
+    torch.testing.assert_close(metric.per_sample_scores(), expected)
+    assert (int(metric.num_nan), int(metric.num_constant), int(metric.count)) == (2, 2, 2)
+    empty = PatchArtifactScore(patch_size=4)
+    empty.update(torch.zeros(3, 8, 8))
+    assert math.isnan(empty.compute())
+    assert int(empty.num_constant) == 3
+
+
+def test_class_contract_and_the_plot_with_the_white_noise_level():
+    metric = PatchArtifactScore(patch_size=(4, 2))
+    assert metric.patch_size == (4, 2)
+    flags = (metric.higher_is_better, metric.is_differentiable, metric.full_state_update)
+    assert flags == (False, False, False)
+    assert (metric.plot_lower_bound, metric.plot_upper_bound) == (0.0, 1.0)
+    reductions = {name: fn.__name__[9:] for name, fn in metric._reductions.items()}
+    sums = ["score_sum", "count", "num_nan", "num_constant", "chance_sum"]
+    assert reductions == {**dict.fromkeys(sums, "sum"), "scores": "cat"}
+    metric.update(randn(6, 16, 16, seed=18).float())
+    metric.update(randn(2, 8, 12, seed=19).float())  # maps of two sizes: their mean chance level
+    chance = (6 * 7 / 255 + 2 * 7 / 95) / 8
+    fig, ax = metric.plot()
+    assert sum(patch.get_height() for patch in ax.patches) == 8
+    assert ax.get_xlabel() == "score (lower is better)"
+    assert [line.get_xdata()[0] for line in ax.get_lines()][1] == pytest.approx(chance)
+    plt.close(fig)
+    fig, ax = metric.plot([metric.compute(), metric.compute() / 2])  # values over steps
+    assert len(ax.get_lines()[0].get_ydata()) == 2
+    plt.close(fig)
