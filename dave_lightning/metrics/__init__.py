@@ -15,6 +15,7 @@ Example:
 
 from dave_lightning.metrics.energy_pointing_game import EnergyPointingGame
 from dave_lightning.metrics.grid_pointing_game import GridPointingGame
+from dave_lightning.metrics.patch_artifact import PatchArtifactScore
 from dave_lightning.metrics.pixel_deletion import PixelDeletion
 
-__all__ = ["EnergyPointingGame", "GridPointingGame", "PixelDeletion"]
+__all__ = ["EnergyPointingGame", "GridPointingGame", "PatchArtifactScore", "PixelDeletion"]

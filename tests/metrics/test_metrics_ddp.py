@@ -13,7 +13,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from _metric_refs import PixelLinear
 
-from dave_lightning.metrics import EnergyPointingGame, GridPointingGame, PixelDeletion
+from dave_lightning.metrics import (
+    EnergyPointingGame,
+    GridPointingGame,
+    PatchArtifactScore,
+    PixelDeletion,
+)
 
 WORLD_SIZE = 2
 SHARDS = [slice(0, 3), slice(3, 8)]  # uneven on purpose
@@ -29,8 +34,11 @@ def make_data() -> dict:
     boxes = [torch.tensor([[0.0, 0.0, 3.0 + i % 3, 4.0]], dtype=torch.float64) for i in range(8)]
     boxes[6] = torch.zeros(0, 4)  # rank 1 has an empty box set
     weight = torch.randn(3, 2, 6, 6, generator=generator, dtype=torch.float64)
+    artifact_maps = maps + torch.randn(3, 3, generator=generator, dtype=torch.float64).repeat(2, 2)
+    artifact_maps[1] = 0.5  # rank 0 has a constant map
     return dict(
         maps=maps,
+        artifact_maps=artifact_maps,
         images=images,
         boxes=boxes,
         cells=torch.arange(8) % 4,
@@ -43,6 +51,7 @@ def run_metrics(data: dict, part: slice | None) -> dict:
     grid = GridPointingGame(smoothing=3).set_dtype(torch.float64)
     energy = EnergyPointingGame().set_dtype(torch.float64)
     deletion = PixelDeletion(**DELETION).set_dtype(torch.float64)
+    artifact = PatchArtifactScore(patch_size=3).set_dtype(torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the NaN map, and compute before update on an idle rank
         if part is not None:
@@ -51,12 +60,18 @@ def run_metrics(data: dict, part: slice | None) -> dict:
             deletion.update(
                 data["model"], data["images"][part], data["maps"][part], data["target"][part]
             )
+            artifact.update(data["artifact_maps"][part])
         out = {"grid": grid.compute(), "energy": energy.compute(), "deletion": deletion.compute()}
+        out["artifact"] = artifact.compute()
     out["grid_scores"] = grid.per_sample_scores()
     out["energy_scores"] = energy.per_sample_scores()
     out["deletion_auc"] = deletion.per_sample_auc()
+    out["artifact_scores"] = artifact.per_sample_scores()
     with energy.sync_context():  # counters are states too: synced like the rest
         out["counts"] = (int(energy.num_nan), int(energy.num_empty), int(energy.count))
+    with artifact.sync_context():
+        out["artifact_counts"] = (int(artifact.num_nan), int(artifact.num_constant))
+        out["artifact_chance"] = artifact.chance_sum / artifact.count
     return out
 
 
@@ -102,6 +117,8 @@ def test_two_process_gloo_run_equals_one_process(tmp_path: Path):
     single = run_metrics(make_data(), slice(0, 8))
     assert single["counts"] == (1, 1, 6)
     assert single["grid_scores"].shape == (7,)
+    assert single["artifact_counts"] == (1, 1)
+    assert single["artifact_scores"].shape == (6,)
     for name in ("uneven", "idle"):
         for rank in range(WORLD_SIZE):
             assert_same(torch.load(tmp_path / f"{name}{rank}.pt"), single)

@@ -11,6 +11,10 @@ from dave_lightning.metrics.functional.energy_pointing_game import (
     energy_pointing_game,
 )
 from dave_lightning.metrics.functional.grid_pointing_game import grid_pointing_game
+from dave_lightning.metrics.functional.patch_artifact import (
+    patch_artifact_chance_level,
+    patch_artifact_score,
+)
 from dave_lightning.metrics.functional.pixel_deletion import (
     DeletionOrder,
     DeletionScore,
@@ -28,5 +32,7 @@ __all__ = [
     "deletion_fractions",
     "energy_pointing_game",
     "grid_pointing_game",
+    "patch_artifact_chance_level",
+    "patch_artifact_score",
     "pixel_deletion",
 ]
