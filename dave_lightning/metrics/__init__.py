@@ -1,4 +1,4 @@
-"""Explanation-quality metrics as torchmetrics: pixel deletion and two pointing games.
+"""Explanation-quality metrics as torchmetrics: pixel deletion, two pointing games, artifacts.
 
 Each class accumulates over batches and synchronises across processes; the pure per-sample
 functions live in :mod:`dave_lightning.metrics.functional`. This package imports only torch,

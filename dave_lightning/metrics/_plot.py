@@ -34,6 +34,7 @@ def plot_distribution(
     reference_label: str = "",
     bounds: tuple[float, float] = (0.0, 1.0),
     bins: int = 20,
+    higher_is_better: bool = True,
 ) -> tuple[Any, Any]:
     """Histogram of per-sample scores with the mean (and an optional reference) marked."""
     fig, ax = _axes(ax)
@@ -44,7 +45,7 @@ def plot_distribution(
     if reference is not None:
         ax.axvline(reference, color="tab:red", linestyle="--", label=reference_label)
     ax.set_xlim(*bounds)
-    ax.set_xlabel("score (higher is better)")
+    ax.set_xlabel(f"score ({direction_label(higher_is_better)})")
     ax.set_ylabel("samples")
     ax.set_title(f"{title} (n={len(values)})")
     ax.legend(loc="upper left")

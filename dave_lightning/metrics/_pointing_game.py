@@ -98,6 +98,11 @@ class PointingGameMetric(Metric):
             scores = self.per_sample_scores() if val is None else val
             reference, label = self._reference_line()
             return plot_distribution(
-                scores, ax, type(self).__name__, reference=reference, reference_label=label
+                scores,
+                ax,
+                type(self).__name__,
+                reference=reference,
+                reference_label=label,
+                higher_is_better=bool(self.higher_is_better),
             )
         return self._plot(val, ax)

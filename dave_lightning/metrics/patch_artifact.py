@@ -50,6 +50,9 @@ class PatchArtifactScore(PointingGameMetric):
         (tensor(0.5263), tensor(1))
         >>> metric.per_sample_scores()  # the mix: 11 / (11 + 8), squared deviations
         tensor([1.0000, 0.0000, 0.5789])
+        >>> fig, ax = metric.plot()  # histogram with the mean and the white-noise level marked
+        >>> ax.get_xlabel()
+        'score (lower is better)'
     """
 
     higher_is_better = False
@@ -81,31 +84,3 @@ class PatchArtifactScore(PointingGameMetric):
             return None, ""
         chance = float(self.chance_sum / self.count)
         return chance, f"white noise {chance:.3f}"
-
-    def plot(self, val: Tensor | Sequence[Tensor] | None = None, ax: Any = None) -> tuple[Any, Any]:
-        """Plot the distribution of per-sample scores, or metric values over time.
-
-        As :meth:`PointingGameMetric.plot`, with the white-noise level of the maps this process
-        included marked as the reference and the axis saying that lower is better.
-
-        Args:
-            val: ``None`` to histogram every accumulated score (a collective call in a distributed
-                run); a 1-D tensor of per-sample scores to histogram those; a scalar result of
-                :meth:`compute` or a sequence of them to plot values over steps.
-            ax: A matplotlib axis to draw on; a new figure is made when ``None``.
-
-        Returns:
-            The figure and the axis.
-
-        Example:
-            >>> import torch
-            >>> metric = PatchArtifactScore(patch_size=4)
-            >>> metric.update(torch.randn(8, 16, 16, generator=torch.Generator().manual_seed(0)))
-            >>> fig, ax = metric.plot()  # histogram with the mean and the white-noise level
-            >>> int(sum(bar.get_height() for bar in ax.patches)), ax.get_xlabel()
-            (8, 'score (lower is better)')
-        """
-        fig, ax = super().plot(val, ax)
-        if val is None or (isinstance(val, Tensor) and val.dim() == 1):
-            ax.set_xlabel("score (lower is better)")
-        return fig, ax
