@@ -165,7 +165,7 @@ def build_model(options: ExplainOptions) -> tuple[nn.Module, list[str] | None]:
 
 
 def _data_config(model: nn.Module) -> dict[str, Any]:
-    """timm's preprocessing for ``model``, at the input size the model was built for."""
+    """The timm preprocessing for ``model``, at the input size the model was built for."""
     overrides: dict[str, Any] = {}
     size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if isinstance(size, tuple) and len(size) == 2:

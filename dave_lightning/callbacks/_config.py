@@ -18,6 +18,7 @@ METRIC_DIRECTIONS: dict[str, str] = {
     "grid_pg": "higher is better",
     "energy_pg": "higher is better",
     "deletion_auc": "depends on the deletion order",
+    "patch_artifact": "lower is better",
 }
 """The metrics the monitor computes, and which way each improves."""
 
@@ -94,6 +95,7 @@ class MonitorConfig:
     display_mean: tuple[float, ...] | None = None
     display_std: tuple[float, ...] | None = None
     dataloader_idx: int = 0
+    patch_size: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -139,6 +141,8 @@ class MonitorConfig:
             isinstance(confidence, int | float) and 0 <= confidence < 1
         ):
             raise _fail("grid_min_confidence", "None or a number in [0, 1)", confidence)
+        if self.patch_size is not None:
+            _check_int("patch_size", self.patch_size, 1)
         if (self.display_mean is None) != (self.display_std is None):
             raise _fail(
                 "display_mean/display_std", "both or neither", (self.display_mean, self.display_std)

@@ -14,7 +14,13 @@ from torchmetrics import Metric
 from dave_lightning.attributor import Attributor
 from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._probe import Probe
-from dave_lightning.metrics import EnergyPointingGame, GridPointingGame, PixelDeletion
+from dave_lightning.errors import ConfigurationError
+from dave_lightning.metrics import (
+    EnergyPointingGame,
+    GridPointingGame,
+    PatchArtifactScore,
+    PixelDeletion,
+)
 from dave_lightning.registry import get_attributor
 
 __all__ = ["Evaluation", "GridSet", "MethodScores", "build_attributors"]
@@ -68,6 +74,20 @@ def build_attributors(config: MonitorConfig, network: nn.Module) -> dict[str, At
     }
 
 
+def network_patch_size(network: nn.Module, override: int | None) -> tuple[int, int]:
+    """The ViT's patch size (from timm's ``patch_embed``), or ``override`` when given."""
+    if override is not None:
+        return (override, override)
+    for module in network.modules():
+        size = getattr(getattr(module, "patch_embed", None), "patch_size", None)
+        if isinstance(size, tuple) and len(size) == 2:
+            return (int(size[0]), int(size[1]))
+    raise ConfigurationError(
+        "`metrics`: 'patch_artifact' needs the model's patch size; the network has no timm "
+        "`patch_embed.patch_size`, so pass `patch_size=` to the monitor."
+    )
+
+
 def _deletion(config: MonitorConfig, order: str) -> PixelDeletion:
     options: dict[str, Any] = {
         "steps": config.deletion_steps,
@@ -87,7 +107,12 @@ class Evaluation:
     must call it after its own :meth:`update`.
     """
 
-    def __init__(self, config: MonitorConfig, attributors: Mapping[str, Attributor]) -> None:
+    def __init__(
+        self,
+        config: MonitorConfig,
+        attributors: Mapping[str, Attributor],
+        patch_size: tuple[int, int] | None = None,
+    ) -> None:
         self.config = config
         self.attributors = dict(attributors)
         wanted = set(config.metrics)
@@ -100,6 +125,9 @@ class Evaluation:
                 metrics["energy_pg"] = EnergyPointingGame()
             if "deletion_auc" in wanted:
                 metrics["deletion_auc"] = _deletion(config, config.deletion_order)
+            if "patch_artifact" in wanted:
+                assert patch_size is not None, "patch_artifact needs the patch size"
+                metrics["patch_artifact"] = PatchArtifactScore(patch_size=patch_size)
             self.metrics[method] = metrics
         self.reference = _deletion(config, "random") if "deletion_auc" in wanted else None
         self.seconds: dict[str, float] = {}
@@ -177,6 +205,8 @@ class Evaluation:
             metrics["energy_pg"].update(maps, regions)
         if "deletion_auc" in metrics:
             metrics["deletion_auc"].update(network, share.images, maps, targets, share.indices)
+        if "patch_artifact" in metrics:
+            metrics["patch_artifact"].update(maps)
         self._timed("metrics", start)
 
     def compute(

@@ -24,6 +24,7 @@ __all__ = [
 _DIRECTION = {
     "grid_pg": "higher is better",
     "energy_pg": "higher is better",
+    "patch_artifact": "lower is better",
     "most_relevant_first": "lower is better",
     "least_relevant_first": "higher is better",
 }
@@ -31,6 +32,7 @@ _LONG_NAMES = {
     "grid_pg": "GridPG (grid pointing game)",
     "energy_pg": "EnergyPG (energy pointing game)",
     "deletion_auc": "pixel deletion AUC",
+    "patch_artifact": "patch-grid artifact score",
 }
 
 

@@ -17,6 +17,7 @@ from dave_lightning.callbacks._evaluation import (
     GridSet,
     MethodScores,
     build_attributors,
+    network_patch_size,
 )
 from dave_lightning.callbacks._grids import build_grid_set
 from dave_lightning.callbacks._logging import custom_scalars_layout, logging_step, summary_writers
@@ -88,7 +89,11 @@ class MonitorLogic:
                     f"`model_attribute`: {attribute!r} is a {type(network).__name__}, not a module."
                 )
         self._network = network
-        self._evaluation = Evaluation(self.config, build_attributors(self.config, network))
+        patch_size = None
+        if "patch_artifact" in self.config.metrics:
+            patch_size = network_patch_size(network, self.config.patch_size)
+        attributors = build_attributors(self.config, network)
+        self._evaluation = Evaluation(self.config, attributors, patch_size)
 
     def ensure_probe(self, trainer: Any) -> None:
         """Choose the probe set once (it is then kept in the callback's state)."""

@@ -24,7 +24,8 @@ class _MonitorHooks(MonitorLogic):
 
     Args:
         methods: Attribution methods by registry name (``dave_lightning.available_attributors()``).
-        metrics: Any of ``"grid_pg"``, ``"energy_pg"``, ``"deletion_auc"``.
+        metrics: Any of ``"grid_pg"``, ``"energy_pg"``, ``"deletion_auc"`` and
+            ``"patch_artifact"`` (share of a map's spectral energy on the patch-grid lattice).
         num_images: Size of the probe set, chosen once from the validation data.
         num_samples: DAVE's Monte-Carlo samples per image.
         noise_alpha: DAVE's noise level; ``None`` uses the paper's value for the model.
@@ -59,6 +60,7 @@ class _MonitorHooks(MonitorLogic):
         display_mean: Per-channel mean to undo for display (default: the timm model's).
         display_std: Per-channel std to undo for display (default: the timm model's).
         dataloader_idx: Which validation loader the probe comes from.
+        patch_size: Patch size for ``"patch_artifact"`` (default: the timm model's).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class _MonitorHooks(MonitorLogic):
         display_mean: Sequence[float] | None = None,
         display_std: Sequence[float] | None = None,
         dataloader_idx: int = 0,
+        patch_size: int | None = None,
     ) -> None:
         config = MonitorConfig(
             methods=tuple(methods) if isinstance(methods, list | tuple) else methods,  # type: ignore[arg-type]
@@ -129,6 +132,7 @@ class _MonitorHooks(MonitorLogic):
             display_mean=None if display_mean is None else tuple(display_mean),
             display_std=None if display_std is None else tuple(display_std),
             dataloader_idx=dataloader_idx,
+            patch_size=patch_size,
         )
         super().__init__(config)
 

@@ -31,6 +31,7 @@ from tests.callbacks.helpers import FAST, BoxedImages, TinyClassifier, loaders, 
         (
             {"metrics": ["grid_pg", "iou"]},
             r"`metrics`: expected names from 'grid_pg', 'energy_pg', 'deletion_auc',"
+            r" 'patch_artifact',"
             r" received \['iou'\]",
         ),
         ({"num_images": 0}, r"`num_images`: expected an integer >= 1, received 0"),

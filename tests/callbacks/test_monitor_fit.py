@@ -12,7 +12,9 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 from tensorboard.plugins.custom_scalar import layout_pb2
 
+from dave_lightning import get_attributor
 from dave_lightning.callbacks import AttributionMonitor
+from dave_lightning.metrics.functional import patch_artifact_score
 from tests.callbacks.helpers import FAST, TinyClassifier, events, loaders, trainer
 
 METHODS = ["dave", "gradient", "random"]
@@ -89,6 +91,15 @@ def test_training_is_bit_for_bit_unchanged_by_the_monitor(tmp_path: Path) -> Non
     assert without["python"] == with_monitor["python"]
     assert without["requires_grad"] == with_monitor["requires_grad"]
     assert without["training"] == with_monitor["training"]
+
+
+def test_patch_artifact_equals_the_metric_on_the_same_maps(tmp_path: Path) -> None:
+    monitor = AttributionMonitor(methods=["gradient"], metrics=["patch_artifact"], **FAST)
+    _, model = _fit(tmp_path, [monitor], max_epochs=1)
+    model.eval()
+    maps = get_attributor("gradient", model).attribute(monitor.probe.images, monitor.probe.labels)
+    expected = patch_artifact_score(maps, patch_size=8).mean()
+    assert monitor.history[-1]["explain/gradient/patch_artifact"] == pytest.approx(float(expected))
 
 
 def test_every_n_epochs_and_other_loggers(tmp_path: Path) -> None:
