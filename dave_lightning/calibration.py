@@ -8,11 +8,13 @@ automates exactly that, with forward passes only:
    ``x̃ = (1 - t) x + sqrt(1 - (1 - t)²) ε`` at every level ``t`` of a grid (default
    ``0.0, 0.1, …, 0.9``: the range and granularity of the paper's reference values). Step II's
    warps are left out: the question is how much *noise* the prediction survives.
-2. **Score.** The target's softmax probability (``statistic="probability"``, the guidance's
-   quantity) or its logit margin over the strongest other class (``"margin"``; it reaches zero
-   when the evidence is gone however few classes there are, where a probability only falls to
-   the model's answer to pure noise). An (image, target) pair counts only when the target is the
-   model's top class on the clean image: a prediction the model does not make cannot degrade.
+2. **Score.** The target's softmax probability above chance, ``p - 1/C``
+   (``statistic="probability"``, the guidance's quantity; for ImageNet's 1000 classes the
+   correction is negligible, but with few classes a bare ratio ``p_t / p_0`` bottoms out near
+   ``(1/C) / p_0``, above one half for two classes, and would accept any level), or its logit
+   margin over the strongest other class (``"margin"``). An (image, target) pair counts only
+   when the target is the model's top class on the clean image: a prediction it does not make
+   cannot degrade.
 3. **Retained fraction.** Per pair and level, the score averaged over ``num_draws`` noise draws,
    divided by the clean score and clipped to ``[0, 1]`` (a rise counts as fully kept, a flipped
    margin as nothing kept), so one pair moves the mean by at most ``1 / pairs``. Draw ``d`` of an
@@ -28,10 +30,12 @@ automates exactly that, with forward passes only:
    smallest level of the grid (``0.0`` by default: no noise).
 
 The default :data:`DEFAULT_TOLERANCE` of 0.5 reads "the model tolerates a level while it keeps, on
-average, at least half of its clean confidence in the target": a class that keeps half of a
-confident probability is still, typically, the prediction, so the gradients of the noisiest samples
-still describe the target's evidence, and DAVE's schedule spreads its samples uniformly over
-``[0, noise_alpha]``, so the typical sample sits well inside the tolerated range.
+average, at least half of its clean confidence in the target". For a confident clean prediction
+(``p ≈ 1``) that is a mean noisy probability of at least ``1/2 + 1/(2C)``, more than any class
+but the top one can have: the target is still, on average, the prediction, so even the noisiest
+of DAVE's samples explain the target's evidence, and the schedule spreads the samples uniformly
+over ``[0, noise_alpha]``, most of them well inside the tolerated range. A smaller tolerance
+gives less smoothing, a larger one more.
 
 Cost: ``B · (1 + L' · num_draws)`` forward passes for ``B`` images and ``L'`` grid levels above
 zero, batched into passes of up to ``max_batch_size`` inputs: 37 per image with the defaults,
@@ -82,6 +86,7 @@ __all__ = [
     "SensitivityCurve",
     "calibrate_noise_alpha",
     "run_calibration",
+    "select_noise_alpha",
 ]
 
 DEFAULT_LEVELS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -107,6 +112,12 @@ class CalibrationWarning(UserWarning):
 
 def _fail(name: str, expected: str, value: Any) -> BadInputError:
     return BadInputError.for_argument(name, expected, repr(value))
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
 
 
 def _is_number(value: Any) -> bool:
@@ -225,8 +236,8 @@ def calibrate_noise_alpha(
             or the model's predictions).
         levels: Strictly increasing candidate levels in [0, 1).
         tolerance: The fraction of the clean score the model may lose on average, in [0, 1].
-        statistic: ``"probability"`` (softmax of the target) or ``"margin"`` (target logit minus
-            the largest other logit).
+        statistic: ``"probability"`` (the target's softmax probability above chance, ``p - 1/C``)
+            or ``"margin"`` (the target logit minus the largest other logit).
         num_draws: Noise draws per (image, level).
         seed: Seed of the noise.
         max_batch_size: Largest number of model inputs per forward pass.
@@ -297,7 +308,8 @@ def run_calibration(
         inputs = images.detach().clone() if images.is_inference() else images.detach()
         targets = targets.to(images.device)
         per_pair, used = _measure(model, inputs, targets, ids, settings, seed, max_batch_size)
-    curve = _select(per_pair, used, settings, stacklevel + 1)
+        # inside the session: the curve's tensors are ordinary ones even under inference_mode
+        curve = select_noise_alpha(per_pair, used, settings, stacklevel=stacklevel + 1)
     if single:
         curve = _squeeze_single(curve)
     return curve.noise_alpha, curve
@@ -386,11 +398,59 @@ def _measure(
     return per_pair, used
 
 
-def _select(
-    per_pair: Tensor, used: Tensor, settings: CalibrationSettings, stacklevel: int
+def select_noise_alpha(
+    per_image: Tensor,
+    used: Tensor,
+    settings: CalibrationSettings | None = None,
+    *,
+    stacklevel: int = 2,
 ) -> SensitivityCurve:
-    """The curve, its running-minimum envelope and the largest level within tolerance."""
+    """The curve, its envelope and the chosen level from per-image retained fractions.
+
+    The selection half of :func:`calibrate_noise_alpha`, for curves measured in parts: under
+    DDP, each process calibrates its share with global ``image_ids``, the ``per_image`` and
+    ``used`` of all shares are gathered in image-id order, and this gives every process the level
+    one process would have chosen on the whole set.
+
+    Args:
+        per_image: ``(B, L)`` or ``(B, K, L)`` retained fractions (``curve.per_image``).
+        used: ``(B,)`` or ``(B, K)`` bool, the pairs to count (``curve.used``).
+        settings: The levels (``L`` of them) and tolerance; default :class:`CalibrationSettings`.
+        stacklevel: As in :func:`run_calibration`.
+
+    Returns:
+        The curve of the counted pairs and the chosen level.
+
+    Raises:
+        BadInputError: When the shapes do not match each other or the levels.
+
+    Example:
+        >>> import torch
+        >>> images, classes = 3 * torch.eye(4).reshape(4, 1, 2, 2), torch.arange(4)
+        >>> parts = [calibrate_noise_alpha(nn.Flatten(), images[i : i + 2], classes[i : i + 2],
+        ...                                image_ids=[i, i + 1])[1] for i in (0, 2)]
+        >>> merged = select_noise_alpha(torch.cat([part.per_image for part in parts]),
+        ...                             torch.cat([part.used for part in parts]))
+        >>> _, whole = calibrate_noise_alpha(nn.Flatten(), images, classes)
+        >>> torch.equal(merged.per_image, whole.per_image), merged.noise_alpha == whole.noise_alpha
+        (True, True)
+    """
+    settings = CalibrationSettings() if settings is None else settings
     levels = torch.tensor(settings.levels, dtype=torch.float64)
+    if (
+        not isinstance(per_image, Tensor)
+        or not isinstance(used, Tensor)
+        or per_image.dim() < 2
+        or per_image.shape[-1] != len(levels)
+        or used.dtype != torch.bool
+        or used.shape != per_image.shape[:-1]
+    ):
+        raise BadInputError.for_argument(
+            "per_image, used",
+            f"a (B, [K,] {len(levels)}) tensor, one value per level, and a bool (B, [K]) mask",
+            f"{_shape(per_image)} and {_shape(used)}",
+        )
+    per_pair, used = per_image.detach().to("cpu", torch.float64), used.detach().cpu()
     chosen = 0
     if bool(used.any()):
         retained = per_pair[used].mean(dim=0)

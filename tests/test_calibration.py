@@ -15,7 +15,12 @@ from dave_lightning import (
     SensitivityCurve,
     calibrate_noise_alpha,
 )
-from dave_lightning.calibration import DEFAULT_LEVELS, DEFAULT_TOLERANCE, CalibrationSettings
+from dave_lightning.calibration import (
+    DEFAULT_LEVELS,
+    DEFAULT_TOLERANCE,
+    CalibrationSettings,
+    select_noise_alpha,
+)
 from tests.conftest import tiny_vit
 from tests.test_effective import _snapshot
 
@@ -217,6 +222,39 @@ def test_image_ids_key_the_noise_not_the_batch_position(trained: nn.Module) -> N
     assert not torch.allclose(shifted.per_image, full.per_image[2:], equal_nan=True)
 
 
+def test_shards_with_global_ids_merge_into_the_whole_set_curve(trained: nn.Module) -> None:
+    # the DDP recipe: each process measures its share, the per-image rows are gathered
+    images, labels = _colour_task(6, 16, strength=0.3)
+    settings = CalibrationSettings(tolerance=0.3)
+    _, whole = calibrate_noise_alpha(trained, images, labels, tolerance=0.3)
+    shards = [
+        calibrate_noise_alpha(
+            trained, images[rank::2], labels[rank::2], image_ids=range(rank, 6, 2), tolerance=0.3
+        )[1]
+        for rank in (0, 1)
+    ]
+    order = torch.cat([torch.arange(rank, 6, 2) for rank in (0, 1)]).argsort()
+    per_image = torch.cat([shard.per_image for shard in shards])[order]
+    used = torch.cat([shard.used for shard in shards])[order]
+    merged = select_noise_alpha(per_image, used, settings)
+    _assert_same_curve(merged, whole)
+    torch.testing.assert_close(merged.retained, whole.retained)
+
+
+@pytest.mark.parametrize(
+    ("per_image", "used"),
+    [
+        (torch.ones(3, 4), torch.ones(3, dtype=torch.bool)),  # 4 values, 10 levels
+        (torch.ones(3, 10), torch.ones(2, dtype=torch.bool)),
+        (torch.ones(3, 10), torch.ones(3)),
+        (torch.ones(10), torch.ones((), dtype=torch.bool)),
+    ],
+)
+def test_select_rejects_mismatched_shapes(per_image: torch.Tensor, used: torch.Tensor) -> None:
+    with pytest.raises(BadInputError, match=r"`per_image, used`: expected a \(B, \[K,\] 10\)"):
+        select_noise_alpha(per_image, used)
+
+
 def test_alpha_is_a_grid_level_in_the_unit_interval(trained: nn.Module) -> None:
     images, labels = _colour_task(4, 10, strength=0.3)
     for levels in ([0.0, 0.45, 0.9, 0.99], torch.linspace(0.05, 0.95, 7)):
@@ -272,7 +310,8 @@ def test_works_under_no_grad_and_inference_mode_and_returns_ordinary_tensors(
         _, inference = calibrate_noise_alpha(trained, images.clone(), labels.clone())
     for got in (plain, inference):
         _assert_same_curve(got, expected)
-        assert not got.per_image.is_inference()
+        tensors = (got.levels, got.retained, got.envelope, got.per_image, got.used)
+        assert not any(tensor.is_inference() for tensor in tensors)
 
 
 def test_leaves_modes_parameters_grads_and_rng_as_they_were() -> None:
