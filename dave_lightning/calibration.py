@@ -129,7 +129,8 @@ class CalibrationSettings:
     """The options of a calibration, validated on construction.
 
     Args:
-        levels: Strictly increasing candidate levels in [0, 1) (kept as a tuple of floats).
+        levels: Strictly increasing candidate levels in [0, 1), a sequence or a 1-D tensor (kept
+            as a tuple of floats).
         tolerance: The fraction of the clean score that may be lost, in [0, 1].
         statistic: ``"probability"`` or ``"margin"``.
         num_draws: Noise draws per (image, level).
@@ -138,7 +139,7 @@ class CalibrationSettings:
         BadInputError: For a value out of range, naming the option.
     """
 
-    levels: Sequence[float] = DEFAULT_LEVELS
+    levels: Sequence[float] | Tensor = DEFAULT_LEVELS
     tolerance: float = DEFAULT_TOLERANCE
     statistic: Statistic = "probability"
     num_draws: int = DEFAULT_NUM_DRAWS
@@ -213,7 +214,7 @@ def calibrate_noise_alpha(
     images: Tensor,
     target: Target,
     *,
-    levels: Sequence[float] = DEFAULT_LEVELS,
+    levels: Sequence[float] | Tensor = DEFAULT_LEVELS,
     tolerance: float = DEFAULT_TOLERANCE,
     statistic: Statistic = "probability",
     num_draws: int = DEFAULT_NUM_DRAWS,
@@ -473,7 +474,7 @@ def select_noise_alpha(
         envelope=envelope,
         per_image=per_pair,
         used=used,
-        noise_alpha=settings.levels[chosen],
+        noise_alpha=float(settings.levels[chosen]),
         tolerance=settings.tolerance,
         statistic=settings.statistic,
     )

@@ -149,8 +149,9 @@ class DAVE(Attributor):
     each :meth:`attribute` call first calibrates on the images it is given, so the same images
     and seed give the same level and the same maps, but a set attributed in parts may get one
     level per part. :meth:`calibrate` measures it once on a batch of your choice (a fixed probe
-    set, say) and keeps it for every later call until it is called again; it works whatever
-    ``noise_alpha`` the attributor was built with. :attr:`noise_alpha` holds the level in use
+    set, say) and keeps it for every later call until it is called again (:meth:`use_calibration`
+    does the same with a curve measured elsewhere); both work whatever ``noise_alpha`` the
+    attributor was built with. :attr:`noise_alpha` holds the level in use
     (``None`` before the first calibration), :attr:`calibration` the last sensitivity curve.
 
     Args:
@@ -258,6 +259,28 @@ class DAVE(Attributor):
         alpha = self._calibrate_on(images, target, image_ids)
         self._calibrate_each_call = False
         return alpha
+
+    def use_calibration(self, curve: SensitivityCurve) -> float:
+        """Fix the level to a curve's choice, as :meth:`calibrate` would, until the next call.
+
+        For curves measured elsewhere, e.g. merged across DDP processes with
+        :func:`~dave_lightning.calibration.select_noise_alpha`.
+
+        Args:
+            curve: A :class:`~dave_lightning.SensitivityCurve`.
+
+        Returns:
+            ``curve.noise_alpha``, now :attr:`noise_alpha`.
+
+        Raises:
+            BadInputError: When ``curve`` is not a sensitivity curve.
+        """
+        if not isinstance(curve, SensitivityCurve):
+            raise BadInputError.for_argument("curve", "a SensitivityCurve", type(curve).__name__)
+        self.noise_alpha = check_noise_alpha(curve.noise_alpha)
+        self.calibration = curve
+        self._calibrate_each_call = False
+        return self.noise_alpha
 
     def attribute(
         self,

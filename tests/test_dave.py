@@ -494,6 +494,25 @@ def test_calibrate_sets_the_level_of_any_dave(model: nn.Module, images: torch.Te
     assert dave.noise_alpha == DEFAULT_LEVELS[-1]
 
 
+def test_use_calibration_fixes_the_level_of_a_curve_measured_elsewhere(
+    model: nn.Module, images: torch.Tensor
+) -> None:
+    targets = _predicted(model, images)
+    _, curve = calibrate_noise_alpha(model, images, targets, levels=[0.0, 0.15, 0.65], tolerance=1)
+    dave = DAVE(model, num_samples=3, noise_alpha="auto")
+    assert dave.use_calibration(curve) == 0.65
+    assert dave.calibration is curve
+    maps = dave.attribute(images, targets)
+    assert dave.noise_alpha == 0.65
+    assert torch.equal(
+        maps, DAVE(model, num_samples=3, noise_alpha=0.65).attribute(images, targets)
+    )
+    with pytest.raises(
+        BadInputError, match=r"`curve`: expected a SensitivityCurve, received float"
+    ):
+        dave.use_calibration(0.5)  # type: ignore[arg-type]
+
+
 def test_auto_works_under_inference_mode(model: nn.Module, images: torch.Tensor) -> None:
     targets = _predicted(model, images)
     expected = DAVE(model, num_samples=3, noise_alpha="auto").attribute(images, targets)
