@@ -330,8 +330,10 @@ def _noisy_inputs(
     level_index, draw = (rest - 1).clamp(min=0) // draws, (rest - 1).clamp(min=0) % draws
     originals = images[image_index.to(images.device)]
     noise = torch.zeros_like(originals)
+    level = torch.zeros(len(slots), dtype=torch.float64)
     rows = (~clean).nonzero().flatten()
     if len(rows):
+        level[rows] = noisy_levels[level_index[rows]]
         seeds = [
             slot_seed(seed, ids[i], _DRAW_STREAM + d)
             for i, d in zip(image_index[rows].tolist(), draw[rows].tolist(), strict=True)
@@ -339,7 +341,6 @@ def _noisy_inputs(
         noise[rows.to(images.device)] = slot_noise(
             seeds, images.shape[1:], images.device, images.dtype
         )
-    level = torch.where(clean, 0.0, noisy_levels[level_index])
     return add_noise(originals, level, noise), image_index, level_index, clean
 
 
@@ -391,7 +392,7 @@ def _measure(
         clean_margin[image_index[clean]] = margin[clean]
         noisy = ~clean
         sums.index_put_((image_index[noisy], level_index[noisy]), score[noisy], accumulate=True)
-    used = clean_margin > 0
+    used = (clean_margin > 0) & (clean_score > 0)  # the clean top class (above chance)
     per_pair = torch.ones(batch, pairs, len(levels), dtype=torch.float64)
     kept = (sums / draws / clean_score[:, None, :]).clamp(0.0, 1.0)
     per_pair[..., levels > 0] = kept.permute(0, 2, 1)

@@ -110,6 +110,9 @@ def test_constant_model_tolerates_everything_and_gets_the_largest_level() -> Non
         assert torch.equal(curve.envelope, torch.ones(len(DEFAULT_LEVELS), dtype=DOUBLE))
     alpha, _ = calibrate_noise_alpha(_Constant(), images, 0, levels=(0.25, 0.5, 0.75))
     assert alpha == 0.75
+    alpha, curve = calibrate_noise_alpha(_Constant(), images, 0, levels=[0.0])  # clean only
+    assert alpha == 0.0
+    assert curve.per_image.tolist() == [[1.0]] * 3
 
 
 def test_fragile_model_tolerates_nothing_and_gets_the_smallest_level() -> None:
