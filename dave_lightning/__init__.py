@@ -23,13 +23,16 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Attributor": "dave_lightning.attributor",
     "BadInputError": "dave_lightning.errors",
+    "CalibrationWarning": "dave_lightning.calibration",
     "ConfigurationError": "dave_lightning.errors",
     "DAVE": "dave_lightning.dave",
     "DEFAULT_NOISE_ALPHA": "dave_lightning.dave",
     "DaveError": "dave_lightning.errors",
     "LocalTransformDistribution": "dave_lightning.transforms",
+    "SensitivityCurve": "dave_lightning.calibration",
     "UnsupportedModelError": "dave_lightning.errors",
     "available_attributors": "dave_lightning.registry",
+    "calibrate_noise_alpha": "dave_lightning.calibration",
     "check_supported": "dave_lightning.effective",
     "default_noise_alpha": "dave_lightning.dave",
     "effective_mode": "dave_lightning.effective",
@@ -44,12 +47,15 @@ __all__ = [
     "DEFAULT_NOISE_ALPHA",
     "Attributor",
     "BadInputError",
+    "CalibrationWarning",
     "ConfigurationError",
     "DaveError",
     "LocalTransformDistribution",
+    "SensitivityCurve",
     "UnsupportedModelError",
     "__version__",
     "available_attributors",
+    "calibrate_noise_alpha",
     "check_supported",
     "default_noise_alpha",
     "effective_mode",
@@ -76,6 +82,11 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from dave_lightning.aggregation import robust_mean
     from dave_lightning.attributor import Attributor
+    from dave_lightning.calibration import (
+        CalibrationWarning,
+        SensitivityCurve,
+        calibrate_noise_alpha,
+    )
     from dave_lightning.dave import DAVE, DEFAULT_NOISE_ALPHA, default_noise_alpha
     from dave_lightning.effective import check_supported, effective_mode
     from dave_lightning.errors import (

@@ -19,14 +19,15 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from dave_lightning.aggregation import robust_mean
-from dave_lightning.attributor import Attributor, check_positive_int
+from dave_lightning.attributor import Attributor, Target, check_positive_int
+from dave_lightning.calibration import CalibrationSettings, SensitivityCurve, run_calibration
 from dave_lightning.effective import check_supported, effective_mode
 from dave_lightning.errors import BadInputError
 from dave_lightning.transforms import (
@@ -59,8 +60,12 @@ DEFAULT_NOISE_ALPHA = 0.3
 """The level used for models not in :data:`REFERENCE_NOISE_ALPHA` (the ViT-B/16 value, mid-range).
 
 To choose a level for another model, follow the reference guidance: add noise of growing strength
-along the schedule and take the largest level whose target probability the model still tolerates.
+along the schedule and take the largest level whose target probability the model still tolerates;
+``DAVE(model, noise_alpha="auto")`` and :func:`~dave_lightning.calibrate_noise_alpha` do that.
 """
+
+AUTO = "auto"
+"""The ``noise_alpha`` that calibrates the level on the model (see :meth:`DAVE.calibrate`)."""
 
 Aggregation = Literal["robust", "mean"]
 _BYTES_PER_MB = 2**20
@@ -93,17 +98,41 @@ def default_noise_alpha(model: nn.Module) -> float:
     return DEFAULT_NOISE_ALPHA
 
 
-def check_noise_alpha(noise_alpha: Any) -> float:
-    """Return ``noise_alpha`` as a float in [0, 1), else raise :class:`BadInputError`."""
+def check_noise_alpha(noise_alpha: Any, expected: str = "a number in [0, 1) or None") -> float:
+    """Return ``noise_alpha`` as a float in [0, 1), else raise :class:`BadInputError`.
+
+    ``expected`` is what the error message says was expected (the valid values of the caller).
+    """
     if (
         isinstance(noise_alpha, bool)
         or not isinstance(noise_alpha, int | float)
         or not (0.0 <= noise_alpha < 1.0)
     ):
-        raise BadInputError.for_argument(
-            "noise_alpha", "a number in [0, 1) or None", repr(noise_alpha)
-        )
+        raise BadInputError.for_argument("noise_alpha", expected, repr(noise_alpha))
     return float(noise_alpha)
+
+
+def _initial_noise_alpha(model: nn.Module, noise_alpha: Any) -> float | None:
+    """The level DAVE starts with: ``None`` for ``"auto"`` (not calibrated yet)."""
+    if isinstance(noise_alpha, str) and noise_alpha == AUTO:
+        return None
+    if noise_alpha is None:
+        return default_noise_alpha(model)
+    return check_noise_alpha(noise_alpha, "a number in [0, 1), None or 'auto'")
+
+
+def _calibration_settings(options: Mapping[str, Any] | None) -> CalibrationSettings:
+    """Validate ``calibration_options`` into the settings :meth:`DAVE.calibrate` uses."""
+    if options is None:
+        return CalibrationSettings()
+    valid = ("levels", "tolerance", "statistic", "num_draws")
+    if not isinstance(options, Mapping) or set(options) - set(valid):
+        raise BadInputError.for_argument(
+            "calibration_options",
+            "None or a mapping with keys from " + ", ".join(map(repr, valid)),
+            repr(options),
+        )
+    return CalibrationSettings(**options)
 
 
 class DAVE(Attributor):
@@ -115,11 +144,22 @@ class DAVE(Attributor):
     its ``image_id`` and the sample index. Each call starts from ``seed`` again, so the same images
     get the same maps on every call while the model is unchanged.
 
+    With ``noise_alpha="auto"`` the level is measured on the model (see
+    :func:`~dave_lightning.calibrate_noise_alpha`, keyed by the same ``seed`` and ``image_ids``):
+    each :meth:`attribute` call first calibrates on the images it is given, so the same images
+    and seed give the same level and the same maps, but a set attributed in parts may get one
+    level per part. :meth:`calibrate` measures it once on a batch of your choice (a fixed probe
+    set, say) and keeps it for every later call until it is called again (:meth:`use_calibration`
+    does the same with a curve measured elsewhere); both work whatever ``noise_alpha`` the
+    attributor was built with. :attr:`noise_alpha` holds the level in use
+    (``None`` before the first calibration), :attr:`calibration` the last sensitivity curve.
+
     Args:
         model: A timm ViT supported by :func:`~dave_lightning.effective_mode`.
         num_samples: ``N``, Monte-Carlo samples per image (paper: 50 for metrics, 100 for figures).
         noise_alpha: Largest noise level ``t`` of the schedule, in [0, 1); ``None`` picks
-            :func:`default_noise_alpha` (the paper's value for the models it lists).
+            :func:`default_noise_alpha` (the paper's value for the models it lists); ``"auto"``
+            calibrates it on the model.
         flip_prob: Probability of a horizontal flip.
         rotation: Maximum absolute rotation in degrees.
         translation: Maximum absolute translation as a fraction of width/height.
@@ -133,6 +173,8 @@ class DAVE(Attributor):
         autocast_dtype: ``None`` computes in float32 (or the input's dtype) with autocast off;
             e.g. ``torch.bfloat16`` opts in to autocast.
         affine_modules: Extra module classes to treat as affine in effective mode.
+        calibration_options: Options of the calibration (``levels``, ``tolerance``,
+            ``statistic``, ``num_draws``; see :func:`~dave_lightning.calibrate_noise_alpha`).
 
     Raises:
         BadInputError: For an option out of range.
@@ -145,7 +187,7 @@ class DAVE(Attributor):
         self,
         model: nn.Module,
         num_samples: int = 50,
-        noise_alpha: float | None = None,
+        noise_alpha: float | Literal["auto"] | None = None,
         flip_prob: float = 0.5,
         rotation: float = 20.0,
         translation: float = 0.1,
@@ -156,12 +198,14 @@ class DAVE(Attributor):
         memory_budget_mb: float = 512.0,
         autocast_dtype: torch.dtype | None = None,
         affine_modules: Sequence[type[nn.Module]] = (),
+        calibration_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(model, max_batch_size=max_batch_size, autocast_dtype=autocast_dtype)
         self.num_samples = check_positive_int("num_samples", num_samples)
-        self.noise_alpha = (
-            default_noise_alpha(model) if noise_alpha is None else check_noise_alpha(noise_alpha)
-        )
+        self.noise_alpha: float | None = _initial_noise_alpha(model, noise_alpha)
+        self.calibration_settings = _calibration_settings(calibration_options)
+        self.calibration: SensitivityCurve | None = None
+        self._calibrate_each_call = self.noise_alpha is None
         self.transforms = LocalTransformDistribution(flip_prob, rotation, translation, scale)
         if aggregation not in ("robust", "mean"):
             raise BadInputError.for_argument("aggregation", "'robust' or 'mean'", repr(aggregation))
@@ -178,11 +222,99 @@ class DAVE(Attributor):
         check_supported(model, self.affine_modules)
 
     def __repr__(self) -> str:
+        noise_alpha = repr(AUTO) if self._calibrate_each_call else self.noise_alpha
         return (
-            f"DAVE(num_samples={self.num_samples}, noise_alpha={self.noise_alpha}, "
+            f"DAVE(num_samples={self.num_samples}, noise_alpha={noise_alpha}, "
             f"transforms={self.transforms}, aggregation={self.aggregation!r}, "
             f"max_batch_size={self.max_batch_size}, seed={self.seed})"
         )
+
+    def calibrate(
+        self, images: Tensor, target: Target, *, image_ids: Sequence[int] | Tensor | None = None
+    ) -> float:
+        """Measure the noise level on ``images`` and use it until the next ``calibrate``.
+
+        Args:
+            images: ``(B, C, H, W)`` calibration images the model classifies confidently.
+            target: Their classes, as for :meth:`attribute` (labels or predictions).
+            image_ids: Keys of each image's noise (default ``0..B-1``).
+
+        Returns:
+            The chosen level, now :attr:`noise_alpha`; the curve is :attr:`calibration`.
+
+        Raises:
+            BadInputError: For bad images, targets or ids.
+
+        Example:
+            >>> import torch
+            >>> from timm.models.vision_transformer import VisionTransformer
+            >>> model = VisionTransformer(img_size=16, patch_size=8, embed_dim=32, depth=1,
+            ...                           num_heads=2, num_classes=3)
+            >>> dave = DAVE(model, num_samples=4, noise_alpha="auto")
+            >>> images = torch.randn(4, 3, 16, 16)
+            >>> alpha = dave.calibrate(images, model(images).argmax(dim=1))
+            >>> alpha == dave.noise_alpha == dave.calibration.noise_alpha
+            True
+        """
+        alpha = self._calibrate_on(images, target, image_ids)
+        self._calibrate_each_call = False
+        return alpha
+
+    def use_calibration(self, curve: SensitivityCurve) -> float:
+        """Fix the level to a curve's choice, as :meth:`calibrate` would, until the next call.
+
+        For curves measured elsewhere, e.g. merged across DDP processes with
+        :func:`~dave_lightning.calibration.select_noise_alpha`.
+
+        Args:
+            curve: A :class:`~dave_lightning.SensitivityCurve`.
+
+        Returns:
+            ``curve.noise_alpha``, now :attr:`noise_alpha`.
+
+        Raises:
+            BadInputError: When ``curve`` is not a sensitivity curve.
+        """
+        if not isinstance(curve, SensitivityCurve):
+            raise BadInputError.for_argument("curve", "a SensitivityCurve", type(curve).__name__)
+        self.noise_alpha = check_noise_alpha(curve.noise_alpha)
+        self.calibration = curve
+        self._calibrate_each_call = False
+        return self.noise_alpha
+
+    def attribute(
+        self,
+        images: Tensor,
+        target: Target,
+        *,
+        keep_channels: bool = False,
+        image_ids: Sequence[int] | Tensor | None = None,
+    ) -> Tensor:
+        """Attribute as :meth:`Attributor.attribute`; ``"auto"`` first calibrates on ``images``.
+
+        Under ``noise_alpha="auto"``, until :meth:`calibrate` is called, every call measures the
+        level on the images (and targets, ids) it is given, then attributes with it.
+        """
+        if self._calibrate_each_call:
+            self._calibrate_on(images, target, image_ids)
+        return super().attribute(images, target, keep_channels=keep_channels, image_ids=image_ids)
+
+    def _calibrate_on(
+        self, images: Tensor, target: Target, image_ids: Sequence[int] | Tensor | None
+    ) -> float:
+        alpha, self.calibration = run_calibration(
+            self.model,
+            images,
+            target,
+            self.calibration_settings,
+            seed=self.seed,
+            max_batch_size=self.max_batch_size,
+            image_ids=image_ids,
+            autocast_dtype=self.autocast_dtype,
+            stacklevel=4,  # blame the caller of `calibrate` or `attribute`
+        )
+        self.noise_alpha = alpha
+        return alpha
 
     def _attribute(self, images: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
         batch, channels, height, width = images.shape
@@ -193,6 +325,8 @@ class DAVE(Attributor):
             group_size = max(1, math.floor(budget / (per_image * images.element_size())))
         else:
             group_size = batch  # streaming: memory is (B, K, C, H, W) whatever N is
+        if self.noise_alpha is None:  # unreachable: `attribute` calibrates first
+            raise RuntimeError("DAVE: noise_alpha='auto' was never calibrated")
         levels = noise_levels(self.num_samples, self.noise_alpha)
         out = []
         with effective_mode(self.model, self.affine_modules):

@@ -15,10 +15,14 @@ from dave_lightning import (
     DAVE,
     DEFAULT_NOISE_ALPHA,
     BadInputError,
+    CalibrationWarning,
     UnsupportedModelError,
+    calibrate_noise_alpha,
     default_noise_alpha,
     effective_mode,
+    get_attributor,
 )
+from dave_lightning.calibration import DEFAULT_LEVELS
 from dave_lightning.transforms import (
     LocalTransformDistribution,
     noise_levels,
@@ -322,7 +326,7 @@ def test_integer_images_are_rejected(model: nn.Module) -> None:
         ({"num_samples": 2.5}, r"`num_samples`: expected an integer >= 1, received 2.5"),
         (
             {"noise_alpha": 1.0},
-            r"`noise_alpha`: expected a number in \[0, 1\) or None, received 1.0",
+            r"`noise_alpha`: expected a number in \[0, 1\), None or 'auto', received 1.0",
         ),
         ({"noise_alpha": -0.1}, r"`noise_alpha`"),
         ({"rotation": -5.0}, r"`rotation`"),
@@ -411,3 +415,174 @@ class _Holder(nn.Module):
 def test_a_metric_on_a_lightning_module_is_not_taken_for_the_network(model: nn.Module) -> None:
     with pytest.raises(BadInputError, match=r"class indices in \[0, 4\)"):
         DAVE(_Holder(model), num_samples=1).attribute(torch.zeros(1, 3, 16, 16, dtype=DOUBLE), 7)
+
+
+# --- noise_alpha="auto" ---------------------------------------------------------------------------
+
+
+def _predicted(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(images).argmax(dim=1)
+
+
+@pytest.mark.parametrize("tolerance", [0.5, 1.0])
+def test_auto_attributes_with_the_calibrated_level(
+    model: nn.Module, images: torch.Tensor, tolerance: float
+) -> None:
+    targets = _predicted(model, images)
+    dave = DAVE(
+        model,
+        num_samples=4,
+        noise_alpha="auto",
+        seed=2,
+        calibration_options={"tolerance": tolerance},
+    )
+    assert dave.noise_alpha is None
+    assert dave.calibration is None
+    maps = dave.attribute(images, targets)
+    alpha, curve = calibrate_noise_alpha(model, images, targets, tolerance=tolerance, seed=2)
+    assert dave.noise_alpha == alpha
+    assert dave.calibration is not None
+    assert torch.equal(dave.calibration.per_image, curve.per_image)
+    assert torch.equal(
+        maps, DAVE(model, num_samples=4, noise_alpha=alpha, seed=2).attribute(images, targets)
+    )
+    if tolerance == 1.0:  # everything tolerated: the largest level, not the default
+        assert alpha == DEFAULT_LEVELS[-1]
+        other = DAVE(model, num_samples=4, seed=2).attribute(images, targets)
+        assert not torch.allclose(maps, other)
+
+
+def test_auto_is_reproducible_for_the_same_images_and_seed(
+    model: nn.Module, images: torch.Tensor
+) -> None:
+    targets = _predicted(model, images)
+    first = DAVE(model, num_samples=3, noise_alpha="auto", seed=4)
+    second = DAVE(model, num_samples=3, noise_alpha="auto", seed=4)
+    assert torch.equal(first.attribute(images, targets), second.attribute(images, targets))
+    assert first.noise_alpha == second.noise_alpha
+
+
+def test_auto_calibrates_on_each_call_until_calibrate_fixes_the_level(
+    model: nn.Module, images: torch.Tensor
+) -> None:
+    targets = _predicted(model, images)
+    dave = DAVE(model, num_samples=2, noise_alpha="auto")
+    assert "noise_alpha='auto'" in repr(dave)
+    dave.attribute(images, targets)
+    first = dave.calibration
+    dave.attribute(images[:2], targets[:2])
+    assert dave.calibration is not first  # measured again, on the images of this call
+    assert dave.calibration is not None
+    assert dave.calibration.per_image.shape[0] == 2
+
+    alpha = dave.calibrate(images, targets, image_ids=[5, 6, 7])
+    fixed = dave.calibration
+    assert alpha == dave.noise_alpha
+    assert f"noise_alpha={alpha}" in repr(dave)
+    maps = dave.attribute(images[:1], targets[:1])
+    assert dave.calibration is fixed
+    assert dave.noise_alpha == alpha
+    expected = DAVE(model, num_samples=2, noise_alpha=alpha).attribute(images[:1], targets[:1])
+    assert torch.equal(maps, expected)
+    assert dave.calibrate(images, targets, image_ids=[5, 6, 7]) == alpha  # deterministic
+
+
+def test_calibrate_sets_the_level_of_any_dave(model: nn.Module, images: torch.Tensor) -> None:
+    dave = DAVE(model, num_samples=2, noise_alpha=0.3, calibration_options={"tolerance": 1.0})
+    assert dave.calibrate(images, _predicted(model, images)) == DEFAULT_LEVELS[-1]
+    assert dave.noise_alpha == DEFAULT_LEVELS[-1]
+
+
+def test_use_calibration_fixes_the_level_of_a_curve_measured_elsewhere(
+    model: nn.Module, images: torch.Tensor
+) -> None:
+    targets = _predicted(model, images)
+    _, curve = calibrate_noise_alpha(model, images, targets, levels=[0.0, 0.15, 0.65], tolerance=1)
+    dave = DAVE(model, num_samples=3, noise_alpha="auto")
+    assert dave.use_calibration(curve) == 0.65
+    assert dave.calibration is curve
+    maps = dave.attribute(images, targets)
+    assert dave.noise_alpha == 0.65
+    assert torch.equal(
+        maps, DAVE(model, num_samples=3, noise_alpha=0.65).attribute(images, targets)
+    )
+    with pytest.raises(
+        BadInputError, match=r"`curve`: expected a SensitivityCurve, received float"
+    ):
+        dave.use_calibration(0.5)  # type: ignore[arg-type]
+
+
+def test_auto_works_under_inference_mode(model: nn.Module, images: torch.Tensor) -> None:
+    targets = _predicted(model, images)
+    expected = DAVE(model, num_samples=3, noise_alpha="auto").attribute(images, targets)
+    dave = DAVE(model, num_samples=3, noise_alpha="auto")
+    with torch.inference_mode():
+        got = dave.attribute(images.clone(), targets.clone())
+    assert not got.is_inference()
+    torch.testing.assert_close(got, expected)
+    assert dave.calibration is not None
+    assert not dave.calibration.retained.is_inference()
+
+
+def test_auto_checks_inputs_before_any_pass(model: nn.Module, images: torch.Tensor) -> None:
+    wrapper = _Wrapper(model)
+    bad = images.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    dave = DAVE(wrapper, num_samples=2, noise_alpha="auto")
+    with pytest.raises(BadInputError, match=r"`images`: expected finite values"):
+        dave.attribute(bad, TARGETS)
+    with pytest.raises(BadInputError, match=r"`target`: expected class indices in \[0, 4\)"):
+        dave.calibrate(images, 9)
+    assert wrapper.calls == 0
+    assert dave.noise_alpha is None
+
+
+def test_auto_warns_the_caller_when_no_target_is_predicted(
+    model: nn.Module, images: torch.Tensor
+) -> None:
+    wrong = (_predicted(model, images) + 1) % 4
+    dave = DAVE(model, num_samples=2, noise_alpha="auto")
+    with pytest.warns(CalibrationWarning, match="top class on none") as caught:
+        dave.attribute(images, wrong)
+    assert caught[0].filename == __file__
+    assert dave.noise_alpha == DEFAULT_LEVELS[0]
+    with pytest.warns(CalibrationWarning) as caught:
+        dave.calibrate(images, wrong)
+    assert caught[0].filename == __file__
+
+
+def test_auto_through_the_registry(model: nn.Module, images: torch.Tensor) -> None:
+    dave = get_attributor(
+        "dave", model, num_samples=2, noise_alpha="auto", calibration_options={"num_draws": 1}
+    )
+    assert isinstance(dave, DAVE)
+    dave.attribute(images, _predicted(model, images))
+    assert dave.noise_alpha in DEFAULT_LEVELS
+
+
+@pytest.mark.parametrize(
+    ("options", "pattern"),
+    [
+        (
+            {"noise_alpha": "automatic"},
+            r"`noise_alpha`: expected a number in \[0, 1\), None or 'auto', received 'automatic'",
+        ),
+        ({"noise_alpha": "AUTO"}, r"`noise_alpha`: .* received 'AUTO'"),
+        ({"noise_alpha": ""}, r"`noise_alpha`: .* received ''"),
+        (
+            {"noise_alpha": "auto", "calibration_options": {"tol": 0.5}},
+            r"`calibration_options`: expected None or a mapping with keys from 'levels', "
+            r"'tolerance', 'statistic', 'num_draws', received \{'tol': 0.5\}",
+        ),
+        ({"calibration_options": [("tolerance", 0.5)]}, r"`calibration_options`"),
+        ({"calibration_options": {"tolerance": 2}}, r"`tolerance`: expected a number in \[0, 1\]"),
+        ({"calibration_options": {"levels": [0.5, 0.2]}}, r"`levels`"),
+        ({"calibration_options": {"statistic": "logit"}}, r"`statistic`"),
+    ],
+)
+def test_bad_auto_options_fail_at_construction(
+    model: nn.Module, options: dict[str, Any], pattern: str
+) -> None:
+    with pytest.raises(BadInputError, match=pattern):
+        DAVE(model, **options)
