@@ -1,0 +1,24 @@
+"""The embedded synthetic dataset and the GridPG grid builder.
+
+Imports only torch and :mod:`dave_lightning.errors` (no Lightning, no timm).
+"""
+
+from dave_lightning.data.synthetic import (
+    DEFAULT_CLASSES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SHAPE_NAMES,
+    ShapeSample,
+    SyntheticShapes,
+    denormalize,
+)
+
+__all__ = [
+    "DEFAULT_CLASSES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "SHAPE_NAMES",
+    "ShapeSample",
+    "SyntheticShapes",
+    "denormalize",
+]
