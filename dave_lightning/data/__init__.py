@@ -9,6 +9,7 @@ from dave_lightning.data.synthetic import (
     IMAGENET_STD,
     SHAPE_NAMES,
     ShapeSample,
+    ShapesWithMasks,
     SyntheticShapes,
     denormalize,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "IMAGENET_STD",
     "SHAPE_NAMES",
     "ShapeSample",
+    "ShapesWithMasks",
     "SyntheticShapes",
     "denormalize",
 ]

@@ -24,7 +24,7 @@ import contextlib
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, SupportsIndex
 
 import torch
 from torch import Tensor
@@ -46,6 +46,7 @@ __all__ = [
     "IMAGENET_STD",
     "SHAPE_NAMES",
     "ShapeSample",
+    "ShapesWithMasks",
     "SyntheticShapes",
     "denormalize",
 ]
@@ -59,7 +60,6 @@ SPLITS = ("train", "val", "test")
 EVAL_CUES = ("uncorrelated", "absent", "correlated")
 MIN_SIDE = 16
 
-Item = tuple[Tensor, int, Tensor] | tuple[Tensor, int, Tensor, Tensor]
 _LABEL_STREAM, _IMAGE_STREAM, _CUE_STREAM = 1, 2, 3
 
 
@@ -107,7 +107,7 @@ def denormalize(
     return (images * std_t.view(3, 1, 1) + mean_t.view(3, 1, 1)).clamp(0.0, 1.0)
 
 
-class SyntheticShapes(Dataset[Item]):
+class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
     """Seeded shapes on clutter; ``dataset[i]`` is ``(image, label, box)``.
 
     Sample ``i`` is a pure function of ``(seed, split, i)``: it does not depend on access order,
@@ -134,13 +134,12 @@ class SyntheticShapes(Dataset[Item]):
         eval_cue: The mark in the ``"val"``/``"test"`` splits when ``spurious`` is set.
         mean: Per-channel mean of the normalisation.
         std: Per-channel standard deviation of the normalisation.
-        return_mask: Make ``dataset[i]`` the 4-tuple ``(image, label, box, mask)``.
         cache: Keep rendered samples in memory (about ``4 * H * W`` bytes each).
     """
 
     def __init__(
         self,
-        split: Literal["train", "val", "test"] = "train",
+        split: str = "train",
         *,
         length: int = 2048,
         seed: int = 0,
@@ -148,10 +147,9 @@ class SyntheticShapes(Dataset[Item]):
         classes: Sequence[str] | None = None,
         spurious: bool = False,
         spurious_prob: float = 1.0,
-        eval_cue: Literal["uncorrelated", "absent", "correlated"] = "uncorrelated",
+        eval_cue: str = "uncorrelated",
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        return_mask: bool = False,
         cache: bool = False,
         clutter: float = 0.5,
     ) -> None:
@@ -165,7 +163,6 @@ class SyntheticShapes(Dataset[Item]):
         self.eval_cue = check_choice("eval_cue", eval_cue, EVAL_CUES)
         self.mean = check_triple("mean", mean)
         self.std = check_triple("std", std, positive=True)
-        self.return_mask = bool(return_mask)
         self.clutter = check_fraction("clutter", clutter)
         self.cue_colours = _render.class_colours(self.num_classes)
         self._canvas = _render.Canvas.of_size(*self.image_size)
@@ -188,30 +185,30 @@ class SyntheticShapes(Dataset[Item]):
             f"image_size={self.image_size}, classes={self.classes}, spurious={self.spurious})"
         )
 
-    def __getitem__(self, index: int) -> Item:
+    def __getitem__(self, index: SupportsIndex) -> tuple[Tensor, int, Tensor]:
         sample = self.sample(index)
-        if self.return_mask:
-            return sample.image, sample.label, sample.box, sample.mask
         return sample.image, sample.label, sample.box
 
-    def sample(self, index: int) -> ShapeSample:
+    def with_masks(self) -> ShapesWithMasks:
+        """A view of this dataset whose items are ``(image, label, box, mask)``."""
+        return ShapesWithMasks(self)
+
+    def sample(self, index: SupportsIndex) -> ShapeSample:
         """Render sample ``index`` (negative indices count from the end) with all it carries.
 
         Raises:
             IndexError: When ``index`` is outside the dataset (as iteration expects).
         """
-        index = _as_index(index)
-        if not -self.length <= index < self.length:
-            raise IndexError(f"index {index} is out of range for a dataset of {self.length}")
-        index %= self.length
+        index = self._position(index)
         if self._cache is None:
             return self._render(index)
         if index not in self._cache:
             self._cache[index] = self._render(index)
         return self._cache[index]
 
-    def label(self, index: int) -> int:
+    def label(self, index: SupportsIndex) -> int:
         """The class of sample ``index``, without rendering it."""
+        index = self._position(index)
         block_order = torch.randperm(
             self.num_classes,
             generator=_render.generator(*self._stream, _LABEL_STREAM, index // self.num_classes),
@@ -221,6 +218,12 @@ class SyntheticShapes(Dataset[Item]):
     def denormalize(self, images: Tensor) -> Tensor:
         """Undo this dataset's normalisation: ``(..., 3, H, W)`` float in ``[0, 1]``."""
         return denormalize(images, self.mean, self.std)
+
+    def _position(self, index: SupportsIndex) -> int:
+        position = _as_index(index)
+        if not -self.length <= position < self.length:
+            raise IndexError(f"index {position} is out of range for a dataset of {self.length}")
+        return position % self.length
 
     def _render(self, index: int) -> ShapeSample:
         label = self.label(index)
@@ -252,6 +255,27 @@ class SyntheticShapes(Dataset[Item]):
 
     def _normalize(self, pixels: Tensor) -> Tensor:
         return (pixels.to(torch.float32) / 255 - self._mean) / self._std
+
+
+class ShapesWithMasks(Dataset[tuple[Tensor, int, Tensor, Tensor]]):
+    """A :class:`SyntheticShapes` whose items also carry the ``(H, W)`` bool object mask.
+
+    Example:
+        >>> masked = SyntheticShapes("val", length=4, image_size=32).with_masks()
+        >>> image, label, box, mask = masked[0]
+        >>> mask.shape, bool(mask.any())
+        (torch.Size([32, 32]), True)
+    """
+
+    def __init__(self, dataset: SyntheticShapes) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: SupportsIndex) -> tuple[Tensor, int, Tensor, Tensor]:
+        sample = self.dataset.sample(index)
+        return sample.image, sample.label, sample.box, sample.mask
 
 
 def _as_index(index: Any) -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
-from dave_lightning.data import ShapeSample, SyntheticShapes
+from dave_lightning.data import ShapeSample, SyntheticShapes, _render
 
 
 def samples(dataset: SyntheticShapes) -> list[ShapeSample]:
@@ -56,7 +58,7 @@ def test_mark_is_painted_in_its_class_colour() -> None:
 
 def test_training_mark_encodes_the_class() -> None:
     assert agreement(SyntheticShapes("train", length=60, spurious=True)) == 1.0
-    small = dict(length=600, image_size=16, spurious=True)
+    small: dict[str, Any] = dict(length=600, image_size=16, spurious=True)
     partial = agreement(SyntheticShapes("train", spurious_prob=0.5, **small))
     assert partial == pytest.approx(0.5 + 0.5 / 6, abs=0.06)
     never = agreement(SyntheticShapes("train", spurious_prob=0.0, **small))
@@ -91,3 +93,18 @@ def test_spurious_changes_nothing_but_the_mark() -> None:
         assert not torch.equal(with_mark.pixels, without.pixels)
         assert with_mark.label == without.label
         assert torch.equal(with_mark.box, without.box)
+
+
+def test_placement_rule_needs_a_one_pixel_gap() -> None:
+    # At 64 px the mark is 6 px at a 2 px margin: corners [2, 8) and [56, 62) on each axis.
+    canvas = _render.Canvas.of_size(64, 64)
+    touching = torch.tensor([[8.0, 8.0, 56.0, 56.0]])
+    with pytest.raises(RuntimeError, match="no corner is clear"):
+        _render.cue_box(canvas, touching, torch.Generator())
+    lefts = set()
+    for seed in range(8):
+        generator = torch.Generator().manual_seed(seed)
+        box = _render.cue_box(canvas, torch.tensor([[8.0, 8.0, 56.0, 55.0]]), generator)
+        assert box[0, 1].item() == 56  # only the bottom corners are one pixel clear
+        lefts.add(box[0, 0].item())
+    assert lefts == {2, 56}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def test_sample_does_not_depend_on_access_order_or_cache() -> None:
         (dict(split="train", seed=0, index=0), dict(split="train", seed=1, index=0)),
     ],
 )
-def test_index_split_and_seed_change_the_image(left: dict, right: dict) -> None:
+def test_index_split_and_seed_change_the_image(left: dict[str, Any], right: dict[str, Any]) -> None:
     def image(split: str, seed: int, index: int) -> torch.Tensor:
         return SyntheticShapes(split, length=4, seed=seed).sample(index).pixels
 
@@ -146,7 +147,8 @@ def test_items_collate_and_iterate() -> None:
     assert labels.dtype == torch.int64
     assert boxes.shape == (4, 1, 4)
     assert len(list(iter(dataset))) == 5  # iteration stops at IndexError
-    with_masks = SyntheticShapes("val", length=5, image_size=(32, 48), return_mask=True)
+    with_masks = dataset.with_masks()
+    assert len(with_masks) == 5
     *_, masks = next(iter(DataLoader(with_masks, batch_size=4)))
     assert masks.shape == (4, 32, 48)
     assert masks.dtype == torch.bool
@@ -205,7 +207,7 @@ def test_pickles_for_worker_processes() -> None:
         (dict(std=(0.2, 0.0, 0.2)), r"`std`: expected three positive numbers"),
     ],
 )
-def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
+def test_bad_arguments_raise(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(BadInputError, match=match):
         SyntheticShapes(**kwargs)
 
@@ -216,6 +218,9 @@ def test_bad_indices_raise() -> None:
         dataset[3]
     with pytest.raises(IndexError, match="index -4"):
         dataset.sample(-4)
+    with pytest.raises(IndexError, match="index 5"):
+        dataset.label(5)
+    assert dataset.label(-1) == dataset[2][1]
     with pytest.raises(BadInputError, match=r"`index`: expected an integer, received str"):
         dataset["0"]  # type: ignore[index]
     assert torch.equal(dataset[np.int64(1)][0], dataset[1][0])
