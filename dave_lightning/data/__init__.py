@@ -3,6 +3,8 @@
 Imports only torch and :mod:`dave_lightning.errors` (no Lightning, no timm).
 """
 
+from dave_lightning.data.grids import GridBatch, make_grids, max_grids
+from dave_lightning.data.selection import confidently_correct
 from dave_lightning.data.synthetic import (
     DEFAULT_CLASSES,
     IMAGENET_MEAN,
@@ -19,8 +21,12 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SHAPE_NAMES",
+    "GridBatch",
     "ShapeSample",
     "ShapesWithMasks",
     "SyntheticShapes",
+    "confidently_correct",
     "denormalize",
+    "make_grids",
+    "max_grids",
 ]
