@@ -198,9 +198,9 @@ def shape_mask(canvas: Canvas, name: str, gen: torch.Generator) -> Tensor:
 def contrasting_colour(image: Tensor, mask: Tensor, gen: torch.Generator) -> Tensor:
     """A dark or light colour with a random tint: the one that contrasts with the pixels beneath.
 
-    Dark colours have every channel in ``[0, 0.3]``, light ones in ``[0.7, 1]``; the background
-    stays in ``[0.15, 0.85]``, so the shape always differs from what is beneath it by luminance,
-    while its hue is random and carries no class information.
+    Dark colours have every channel in ``[0, 0.3]``, light ones in ``[0.7, 1]``; the pick is by
+    the mean of the pixels beneath, so the shape's luminance differs from that mean by at least
+    0.2, while its hue is random and carries no class information.
     """
     tint = _MAX_TINT * torch.rand(3, generator=gen)
     return tint if float(image[:, mask].mean()) >= 0.5 else 1.0 - tint

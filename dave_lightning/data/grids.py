@@ -8,6 +8,8 @@ says, for each, which cells to explain and with which classes, so a caller write
     maps = attributor.attribute(grids.images, grids.targets)          # (G, K, H, W)
     scores = grid_pointing_game(maps.flatten(0, 1), grids.explain_cells.flatten(), 2)
 
+The paper's setting is ``grid_size=2`` with images the model classifies correctly at softmax
+confidence >= 0.9 (``model=model, min_confidence=0.9``); chance level is ``1 / grid_size**2``.
 Each source image is used at most once, so grids never share an image. When the (filtered)
 images span fewer than ``grid_size**2`` classes no grid can be formed: the result is then an
 empty :class:`GridBatch` whose ``reason`` says why, so a monitor can warn instead of failing.
@@ -43,6 +45,8 @@ from dave_lightning.data.selection import confidently_correct
 from dave_lightning.errors import BadInputError, ConfigurationError
 
 __all__ = ["GridBatch", "make_grids", "max_grids"]
+
+_SEED_MASK = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ def max_grids(labels: Tensor, grid_size: int = 2) -> int:
     """
     grid_size = check_int("grid_size", grid_size, minimum=2)
     labels = check_labels(labels)
-    counts = torch.bincount(labels) if labels.numel() else torch.zeros(0, dtype=torch.long)
+    counts = torch.unique(labels, return_counts=True)[1]
     low, high = 0, labels.numel() // grid_size**2
     while low < high:  # the largest feasible G: binary search over an interval
         middle = (low + high + 1) // 2
@@ -157,19 +161,15 @@ def make_grids(
     grid_size = check_int("grid_size", grid_size, minimum=2)
     cells = grid_size**2
     limit = None if num_grids is None else check_int("num_grids", num_grids, minimum=1)
-    if cells_per_grid is not None:
-        check_int("cells_per_grid", cells_per_grid, minimum=1)
-        if cells_per_grid > cells:
-            raise BadInputError.for_argument(
-                "cells_per_grid", f"at most {cells} (the cells of a grid)", str(cells_per_grid)
-            )
+    per_grid = _check_cells_per_grid(cells_per_grid, cells)
     size = _grid_size_of(images, grid_size, output_size, full_resolution)
+    generator = torch.Generator().manual_seed(check_int("seed", seed) & _SEED_MASK)
+    check_int("batch_size", batch_size, minimum=1)
     eligible = _eligible(images, labels, model, min_confidence, batch_size)
-    generator = torch.Generator().manual_seed(check_int("seed", seed))
     count = max_grids(labels[eligible], grid_size)
     count = count if limit is None else min(count, limit)
     sources = _assign(eligible, labels, grid_size, count, generator)
-    explain = _explain_cells(count, cells, cells_per_grid or cells, generator)
+    explain = _explain_cells(count, cells, per_grid, generator)
     device = images.device
     return GridBatch(
         images=_compose(images, sources, grid_size, size),
@@ -180,6 +180,17 @@ def make_grids(
         num_eligible=int(eligible.numel()),
         reason=None if count else _reason(labels[eligible], images.shape[0], grid_size, model),
     )
+
+
+def _check_cells_per_grid(cells_per_grid: int | None, cells: int) -> int:
+    if cells_per_grid is None:
+        return cells
+    check_int("cells_per_grid", cells_per_grid, minimum=1)
+    if cells_per_grid > cells:
+        raise BadInputError.for_argument(
+            "cells_per_grid", f"at most {cells} (the cells of a grid)", str(cells_per_grid)
+        )
+    return cells_per_grid
 
 
 def _grid_size_of(

@@ -1,10 +1,12 @@
 """The embedded dataset: seeded shapes on clutter, with labels, tight boxes and exact masks.
 
-Each image shows one shape (its class) at a random position, size, rotation and colour on a
-cluttered background (a smooth colour field, soft blobs, stripes, thin strokes and pixel noise).
-Colour, size and position are drawn independently of the class, so only the shape's form tells
-the class. Images are rendered in ``[0, 1]``, quantised to 8 bits like a real photo, then
-normalised with ``mean``/``std`` (ImageNet's by default, as timm models expect).
+Each image shows one shape (its class) on a cluttered background: a smooth colour field under
+soft blobs, hard-edged stripes, thin strokes and pixel noise (``clutter`` scales their
+contrast). The shape has a random position, size (radius 12-20 % of the shorter side), tilt
+(upright within 15 degrees) and colour: dark or light, whichever contrasts with the background
+beneath it, with a random tint. Colour, size and position are drawn independently of the class,
+so only the shape's form tells the class. Images are rendered in ``[0, 1]``, quantised to 8 bits
+like a photo, then normalised with ``mean``/``std`` (ImageNet's by default, as timm expects).
 
 Example:
     >>> from dave_lightning.data import SyntheticShapes
@@ -21,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,7 +137,15 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         eval_cue: The mark in the ``"val"``/``"test"`` splits when ``spurious`` is set.
         mean: Per-channel mean of the normalisation.
         std: Per-channel standard deviation of the normalisation.
-        cache: Keep rendered samples in memory (about ``4 * H * W`` bytes each).
+        cache: Keep rendered samples in memory (about ``4 * H * W`` bytes each; one cache per
+            DataLoader worker process).
+        clutter: The background's contrast in ``[0, 1]``; 0 is flat grey. The default 0.5 keeps
+            a tiny ViT learning within minutes while the clutter still matters.
+
+    Attributes:
+        classes: The class names, in label order.
+        image_size: ``(H, W)``.
+        cue_colours: ``(num_classes, 3)`` float colours in ``[0, 1]`` of the spurious mark.
     """
 
     def __init__(
@@ -202,9 +213,18 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         index = self._position(index)
         if self._cache is None:
             return self._render(index)
-        if index not in self._cache:
-            self._cache[index] = self._render(index)
-        return self._cache[index]
+        if index not in self._cache:  # keep the 8-bit pixels, not the float32 image
+            self._cache[index] = dataclasses.replace(self._render(index), image=torch.empty(0))
+        cached = self._cache[index]  # hand out copies: callers may modify what they get
+        return ShapeSample(
+            image=self._normalize(cached.pixels),
+            pixels=cached.pixels.clone(),
+            label=cached.label,
+            box=cached.box.clone(),
+            mask=cached.mask.clone(),
+            cue_box=cached.cue_box.clone(),
+            cue_class=cached.cue_class,
+        )
 
     def label(self, index: SupportsIndex) -> int:
         """The class of sample ``index``, without rendering it."""

@@ -136,6 +136,7 @@ def test_a_seed_fixes_the_grids_and_leaves_the_global_rng_alone() -> None:
     assert torch.equal(torch.get_rng_state(), state)
     again = make_grids(images, labels, seed=4, cells_per_grid=2)
     other = make_grids(images, labels, seed=5, cells_per_grid=2)
+    assert len(make_grids(images, labels, seed=-(2**63))) == len(first)  # any int seeds
     assert torch.equal(first.images, again.images)
     assert torch.equal(first.source_indices, again.source_indices)
     assert torch.equal(first.explain_cells, again.explain_cells)
@@ -197,6 +198,7 @@ def test_too_few_classes_give_an_empty_batch_with_a_reason() -> None:
         (dict(output_size=(8, 9)), BadInputError, r"`output_size`: .*divide by grid_size=2"),
         (dict(images=torch.zeros(4, 3, 9, 8)), BadInputError, r"`images`: .*divide by"),
         (dict(seed=0.5), BadInputError, r"`seed`: expected an integer"),
+        (dict(batch_size=0), BadInputError, r"`batch_size`: expected an integer >= 1"),
         (dict(min_confidence=0.5), ConfigurationError, r"`min_confidence`: expected None when"),
         (dict(full_resolution=True, output_size=8), ConfigurationError, r"`output_size`"),
         (dict(model="vit"), BadInputError, r"`model`: expected a torch.nn.Module"),

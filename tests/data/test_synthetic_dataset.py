@@ -38,7 +38,13 @@ def test_sample_does_not_depend_on_access_order_or_cache() -> None:
     cached = SyntheticShapes("val", length=6, cache=True)
     assert torch.equal(shuffled.sample(4).image, reference)
     assert torch.equal(cached.sample(4).image, reference)
-    assert torch.equal(cached.sample(4).image, reference)  # served from the cache
+    served = cached.sample(4)  # from the cache, as a copy the caller may modify
+    assert torch.equal(served.image, reference)
+    served.image.zero_()
+    served.pixels.zero_()
+    served.mask.zero_()
+    assert torch.equal(cached.sample(4).image, reference)
+    assert torch.equal(cached.sample(4).mask, shuffled.sample(4).mask)
     assert torch.equal(shuffled.sample(-2).image, reference)
 
 
@@ -128,7 +134,9 @@ def test_labels_are_balanced_and_every_class_appears() -> None:
 
 @pytest.mark.parametrize("size", [(48, 80), (80, 48), (16, 16), (16, 40), 33])
 def test_any_image_size(size: int | tuple[int, int]) -> None:
-    dataset = SyntheticShapes("train", length=40, image_size=size, spurious=True)
+    dataset = SyntheticShapes(
+        "train", length=70, image_size=size, classes=list(SHAPE_NAMES), spurious=True
+    )
     height, width = (size, size) if isinstance(size, int) else size
     for index in range(len(dataset)):
         image, _, box = dataset[index]
