@@ -101,8 +101,15 @@ def denormalize(
         >>> denormalize(torch.zeros(3, 2, 2))[:, 0, 0]
         tensor([0.4850, 0.4560, 0.4060])
     """
-    if not isinstance(images, Tensor) or images.dim() < 3 or images.shape[-3] != 3:
-        raise BadInputError.for_argument("images", "a (..., 3, H, W) tensor", describe(images))
+    if (
+        not isinstance(images, Tensor)
+        or not images.is_floating_point()
+        or images.dim() < 3
+        or images.shape[-3] != 3
+    ):
+        raise BadInputError.for_argument(
+            "images", "a floating-point (..., 3, H, W) tensor", describe(images)
+        )
     mean_t = torch.tensor(check_triple("mean", mean), dtype=images.dtype, device=images.device)
     std_t = torch.tensor(
         check_triple("std", std, positive=True), dtype=images.dtype, device=images.device
@@ -132,6 +139,8 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         image_size: ``S`` or ``(H, W)``, each side at least 16.
         classes: Shape names, one per class, from :data:`SHAPE_NAMES` (at least two; default
             :data:`DEFAULT_CLASSES`).
+        clutter: The background's contrast in ``[0, 1]``; 0 is flat grey. The default 0.5 keeps
+            a tiny ViT learning within minutes while the clutter still matters.
         spurious: Plant the class-correlated corner mark (see above).
         spurious_prob: How often the mark's colour is the label's, before chance agreement.
         eval_cue: The mark in the ``"val"``/``"test"`` splits when ``spurious`` is set.
@@ -139,8 +148,6 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         std: Per-channel standard deviation of the normalisation.
         cache: Keep rendered samples in memory (about ``4 * H * W`` bytes each; one cache per
             DataLoader worker process).
-        clutter: The background's contrast in ``[0, 1]``; 0 is flat grey. The default 0.5 keeps
-            a tiny ViT learning within minutes while the clutter still matters.
 
     Attributes:
         classes: The class names, in label order.
@@ -156,25 +163,25 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         seed: int = 0,
         image_size: int | tuple[int, int] = 64,
         classes: Sequence[str] | None = None,
+        clutter: float = 0.5,
         spurious: bool = False,
         spurious_prob: float = 1.0,
         eval_cue: str = "uncorrelated",
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         cache: bool = False,
-        clutter: float = 0.5,
     ) -> None:
         self.split = check_choice("split", split, SPLITS)
         self.length = check_int("length", length, minimum=1)
         self.seed = check_int("seed", seed)
         self.image_size = _check_image_size(image_size)
         self.classes = _check_classes(classes)
+        self.clutter = check_fraction("clutter", clutter)
         self.spurious = bool(spurious)
         self.spurious_prob = check_fraction("spurious_prob", spurious_prob)
         self.eval_cue = check_choice("eval_cue", eval_cue, EVAL_CUES)
         self.mean = check_triple("mean", mean)
         self.std = check_triple("std", std, positive=True)
-        self.clutter = check_fraction("clutter", clutter)
         self.cue_colours = _render.class_colours(self.num_classes)
         self._canvas = _render.Canvas.of_size(*self.image_size)
         self._stream = (self.seed, SPLITS.index(self.split))

@@ -236,5 +236,8 @@ def test_bad_indices_raise() -> None:
 
 
 def test_denormalize_rejects_non_images() -> None:
-    with pytest.raises(BadInputError, match=r"`images`: expected a \(\.\.\., 3, H, W\) tensor"):
+    expected = r"`images`: expected a floating-point \(\.\.\., 3, H, W\) tensor"
+    with pytest.raises(BadInputError, match=expected):
         denormalize(torch.zeros(1, 4, 2, 2))
+    with pytest.raises(BadInputError, match=expected):
+        denormalize(torch.zeros(3, 2, 2, dtype=torch.uint8))
