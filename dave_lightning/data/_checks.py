@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +17,11 @@ __all__ = [
     "check_choice",
     "check_fraction",
     "check_image_batch",
+    "check_image_size",
+    "check_index",
     "check_int",
     "check_labels",
+    "check_names",
     "check_triple",
     "describe",
 ]
@@ -93,3 +98,37 @@ def check_image_batch(images: Any) -> Tensor:
             "images", "a floating-point (N, C, H, W) tensor", describe(images)
         )
     return images
+
+
+def check_index(index: Any) -> int:
+    """Return ``index`` as an int when it is one (numpy and 0-d integer tensors included)."""
+    if not isinstance(index, bool):
+        with contextlib.suppress(TypeError):
+            return operator.index(index)
+    raise BadInputError.for_argument("index", "an integer", describe(index))
+
+
+def check_image_size(image_size: Any, minimum: int) -> tuple[int, int]:
+    """Return ``(H, W)`` from an int or a pair of ints, each at least ``minimum``."""
+    expected = f"an integer or an (H, W) pair of integers, each >= {minimum}"
+    sides = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if (
+        not isinstance(sides, (tuple, list))
+        or len(sides) != 2
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < minimum for s in sides)
+    ):
+        raise BadInputError.for_argument("image_size", expected, describe(image_size))
+    return int(sides[0]), int(sides[1])
+
+
+def check_names(name: str, value: Any, allowed: Sequence[str], minimum: int) -> list[str]:
+    """Return ``value`` as a list of at least ``minimum`` distinct names from ``allowed``."""
+    expected = f"at least {minimum} distinct names from {', '.join(allowed)}"
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise BadInputError.for_argument(name, expected, describe(value))
+    names = list(value)
+    if not all(isinstance(item, str) for item in names):
+        raise BadInputError.for_argument(name, expected, describe(value))
+    if len(names) < minimum or len(set(names)) != len(names) or not set(names) <= set(allowed):
+        raise BadInputError.for_argument(name, expected, describe(value))
+    return names

@@ -22,12 +22,10 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, SupportsIndex
+from typing import SupportsIndex
 
 import torch
 from torch import Tensor
@@ -37,7 +35,10 @@ from dave_lightning.data import _render
 from dave_lightning.data._checks import (
     check_choice,
     check_fraction,
+    check_image_size,
+    check_index,
     check_int,
+    check_names,
     check_triple,
     describe,
 )
@@ -174,8 +175,12 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         self.split = check_choice("split", split, SPLITS)
         self.length = check_int("length", length, minimum=1)
         self.seed = check_int("seed", seed)
-        self.image_size = _check_image_size(image_size)
-        self.classes = _check_classes(classes)
+        self.image_size = check_image_size(image_size, MIN_SIDE)
+        self.classes = (
+            list(DEFAULT_CLASSES)
+            if classes is None
+            else check_names("classes", classes, SHAPE_NAMES, minimum=2)
+        )
         self.clutter = check_fraction("clutter", clutter)
         self.spurious = bool(spurious)
         self.spurious_prob = check_fraction("spurious_prob", spurious_prob)
@@ -247,7 +252,7 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         return denormalize(images, self.mean, self.std)
 
     def _position(self, index: SupportsIndex) -> int:
-        position = _as_index(index)
+        position = check_index(index)
         if not -self.length <= position < self.length:
             raise IndexError(f"index {position} is out of range for a dataset of {self.length}")
         return position % self.length
@@ -303,36 +308,3 @@ class ShapesWithMasks(Dataset[tuple[Tensor, int, Tensor, Tensor]]):
     def __getitem__(self, index: SupportsIndex) -> tuple[Tensor, int, Tensor, Tensor]:
         sample = self.dataset.sample(index)
         return sample.image, sample.label, sample.box, sample.mask
-
-
-def _as_index(index: Any) -> int:
-    if not isinstance(index, bool):
-        with contextlib.suppress(TypeError):
-            return operator.index(index)
-    raise BadInputError.for_argument("index", "an integer", describe(index))
-
-
-def _check_image_size(image_size: Any) -> tuple[int, int]:
-    expected = f"an integer or an (H, W) pair of integers, each >= {MIN_SIDE}"
-    sides = (image_size, image_size) if isinstance(image_size, int) else image_size
-    if (
-        not isinstance(sides, (tuple, list))
-        or len(sides) != 2
-        or any(isinstance(s, bool) or not isinstance(s, int) or s < MIN_SIDE for s in sides)
-    ):
-        raise BadInputError.for_argument("image_size", expected, describe(image_size))
-    return int(sides[0]), int(sides[1])
-
-
-def _check_classes(classes: Sequence[str] | None) -> list[str]:
-    if classes is None:
-        return list(DEFAULT_CLASSES)
-    expected = f"at least two distinct names from {', '.join(SHAPE_NAMES)}"
-    if isinstance(classes, str) or not isinstance(classes, Sequence):
-        raise BadInputError.for_argument("classes", expected, describe(classes))
-    names = list(classes)
-    if not all(isinstance(name, str) for name in names):
-        raise BadInputError.for_argument("classes", expected, describe(classes))
-    if len(names) < 2 or len(set(names)) != len(names) or not set(names) <= set(SHAPE_NAMES):
-        raise BadInputError.for_argument("classes", expected, describe(classes))
-    return names
