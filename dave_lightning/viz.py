@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import torch
@@ -32,6 +32,7 @@ __all__ = [
     "deletion_curves_figure",
     "metric_history_figure",
     "overlay",
+    "sensitivity_figure",
     "to_display",
 ]
 
@@ -161,6 +162,33 @@ def deletion_curves_figure(
     axis.set_xlabel("fraction of pixels removed")
     axis.set_ylabel("target score")
     axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def sensitivity_figure(curve: Any) -> Figure:
+    """DAVE's noise calibration: retained target score against the noise level.
+
+    Args:
+        curve: A :class:`~dave_lightning.calibration.SensitivityCurve`.
+
+    Returns:
+        A matplotlib figure with the measured curve, its monotone envelope, the threshold the
+        envelope must stay above, and the chosen level.
+    """
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    levels = curve.levels.numpy()
+    axis.plot(levels, curve.retained.numpy(), "o-", label="retained score (mean)", markersize=3)
+    axis.plot(levels, curve.envelope.numpy(), "-", color="black", alpha=0.5, label="envelope")
+    axis.axhline(curve.threshold, color="tab:red", linestyle="--", label="threshold")
+    axis.axvline(curve.noise_alpha, color="tab:green", label=f"noise_alpha = {curve.noise_alpha:g}")
+    axis.set_xlabel("noise level t")
+    axis.set_ylabel(f"retained {curve.statistic}")
+    axis.set_ylim(0, 1.05)
+    axis.set_title(f"DAVE noise calibration ({curve.num_used} images)", fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()

@@ -67,7 +67,7 @@ class MonitorConfig:
     metrics: tuple[str, ...] = ("grid_pg", "energy_pg", "deletion_auc")
     num_images: int = 32
     num_samples: int = 50
-    noise_alpha: float | None = None
+    noise_alpha: float | str | None = None
     flip_prob: float = 0.5
     rotation: float = 20.0
     translation: float = 0.1
@@ -151,8 +151,8 @@ class MonitorConfig:
     def _check_dave_options(self) -> None:
         try:
             LocalTransformDistribution(self.flip_prob, self.rotation, self.translation, self.scale)
-            if self.noise_alpha is not None:
-                check_noise_alpha(self.noise_alpha)
+            if self.noise_alpha not in (None, "auto"):
+                check_noise_alpha(self.noise_alpha, "a number in [0, 1), None or 'auto'")
         except ConfigurationError:
             raise
         except ValueError as error:

@@ -24,6 +24,7 @@ from dave_lightning.callbacks._logging import custom_scalars_layout, logging_ste
 from dave_lightning.callbacks._probe import Probe, select_probe
 from dave_lightning.callbacks._report import log_epoch_figures
 from dave_lightning.callbacks._safety import preserved_training_state
+from dave_lightning.dave import DAVE
 from dave_lightning.errors import ConfigurationError, DaveError
 
 __all__ = ["MonitorError", "MonitorLogic"]
@@ -164,6 +165,9 @@ class MonitorLogic:
             return None
         results, reference = evaluation.compute(self._has_regions(), self._grids is not None)
         evaluation.reset()
+        dave = self._auto_dave()
+        if dave is not None and dave.noise_alpha is not None:
+            results.setdefault("dave", MethodScores()).scalars["noise_alpha"] = dave.noise_alpha
         return results, reference, self._gather_figure_maps(trainer, figure_maps)
 
     def _local_pass(
@@ -172,26 +176,36 @@ class MonitorLogic:
         assert self.probe is not None
         assert self._evaluation is not None
         dtype = next(network.parameters()).dtype
-        share = self.probe.shard(trainer.global_rank, trainer.world_size)
-        share.images = share.images.to(device=device, dtype=dtype)
-        targets = self._targets(network, share)
-        grids = self._grid_share(trainer, network, device, dtype)
+        images = self.probe.images.to(device=device, dtype=dtype)
+        targets = self._targets(network, images)
+        self._calibrate(images, targets)
         positions = torch.arange(trainer.global_rank, len(self.probe), trainer.world_size)
+        share = self.probe.select(positions)
+        share.images = images[positions.to(device)]
+        grids = self._grid_share(trainer, network, device, dtype)
         keep = positions < self.config.log_images
         self._warn_missing_regions()
-        return self._evaluation.update(network, share, targets, grids, keep)
+        return self._evaluation.update(network, share, targets[positions.to(device)], grids, keep)
 
-    def _targets(self, network: nn.Module, share: Probe) -> Tensor:
-        labels = share.labels.to(share.images.device)
-        if self.config.target == "label" or not len(share):
-            return labels
-        was_training = [(m, m.training) for m in network.modules()]
+    def _targets(self, network: nn.Module, images: Tensor) -> Tensor:
+        """Every probe image's class to explain (the caller restores module modes)."""
+        assert self.probe is not None
+        if self.config.target == "label":
+            return self.probe.labels.to(images.device)
         network.eval()
-        try:
-            return network(share.images).argmax(dim=1)
-        finally:
-            for module, training in was_training:
-                module.training = training
+        return network(images).argmax(dim=1)
+
+    def _auto_dave(self) -> DAVE | None:
+        attributor = None if self._evaluation is None else self._evaluation.attributors.get("dave")
+        if self.config.noise_alpha == "auto" and isinstance(attributor, DAVE):
+            return attributor
+        return None
+
+    def _calibrate(self, images: Tensor, targets: Tensor) -> None:
+        """With ``noise_alpha="auto"``: fix DAVE's level on the whole probe (same on every rank)."""
+        dave = self._auto_dave()
+        if dave is not None and self.probe is not None:
+            dave.calibrate(images, targets, image_ids=self.probe.indices)
 
     def _grid_share(
         self, trainer: Any, network: nn.Module, device: torch.device, dtype: torch.dtype
@@ -310,6 +324,11 @@ class MonitorLogic:
         for writer in summary_writers(trainer.loggers):
             writer.add_custom_scalars(layout)
         self._layout_written = True
+
+    def calibration_curve(self) -> Any:
+        """DAVE's last sensitivity curve under ``noise_alpha="auto"`` (else ``None``)."""
+        dave = self._auto_dave()
+        return None if dave is None else dave.calibration
 
     def display_stats(self, network: nn.Module) -> tuple[Any, Any]:
         """Mean and std that map probe images back to display space (or ``(None, None)``)."""

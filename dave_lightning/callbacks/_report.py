@@ -11,7 +11,12 @@ from torch import Tensor, nn
 from dave_lightning.callbacks._evaluation import MethodScores
 from dave_lightning.callbacks._logging import chart_title, log_figure, logging_step
 from dave_lightning.metrics.functional import deletion_fractions
-from dave_lightning.viz import attribution_figure, deletion_curves_figure, to_display
+from dave_lightning.viz import (
+    attribution_figure,
+    deletion_curves_figure,
+    sensitivity_figure,
+    to_display,
+)
 
 if TYPE_CHECKING:
     from dave_lightning.callbacks._monitor import MonitorLogic
@@ -53,3 +58,7 @@ def log_epoch_figures(
         title = chart_title("deletion_auc", config.deletion_order)
         figure = deletion_curves_figure(fractions, curves, reference, title=title)
         log_figure(trainer.loggers, f"{prefix}/deletion_curves", figure, step)
+    curve = monitor.calibration_curve()
+    if curve is not None:
+        figure = sensitivity_figure(curve)
+        log_figure(trainer.loggers, f"{prefix}/dave/noise_sensitivity", figure, step)

@@ -28,7 +28,9 @@ class _MonitorHooks(MonitorLogic):
             ``"patch_artifact"`` (share of a map's spectral energy on the patch-grid lattice).
         num_images: Size of the probe set, chosen once from the validation data.
         num_samples: DAVE's Monte-Carlo samples per image.
-        noise_alpha: DAVE's noise level; ``None`` uses the paper's value for the model.
+        noise_alpha: DAVE's noise level; ``None`` uses the paper's value for the model, ``"auto"``
+            re-calibrates it on the probe set at every run (logged as
+            ``{log_prefix}/dave/noise_alpha``, with the sensitivity curve as a figure).
         flip_prob: DAVE's flip probability.
         rotation: DAVE's maximum rotation in degrees.
         translation: DAVE's maximum translation (fraction of the size).
@@ -69,7 +71,7 @@ class _MonitorHooks(MonitorLogic):
         metrics: Sequence[str] = ("grid_pg", "energy_pg", "deletion_auc"),
         num_images: int = 32,
         num_samples: int = 50,
-        noise_alpha: float | None = None,
+        noise_alpha: float | str | None = None,
         flip_prob: float = 0.5,
         rotation: float = 20.0,
         translation: float = 0.1,

@@ -129,3 +129,25 @@ def test_validate_under_inference_mode_returns_the_scores(tmp_path: Path) -> Non
         results
     )
     assert len(monitor.history) == 1
+
+
+def test_auto_noise_alpha_is_recalibrated_logged_and_drawn(tmp_path: Path) -> None:
+    monitor = AttributionMonitor(
+        methods=["dave"], metrics=["energy_pg"], noise_alpha="auto", **FAST
+    )
+    _, model = _fit(tmp_path, [monitor])
+    levels = [round(0.1 * k, 1) for k in range(10)]
+    chosen = [row["explain/dave/noise_alpha"] for row in monitor.history]
+    assert len(chosen) == 2
+    assert all(round(value, 1) in levels for value in chosen)
+    curve = monitor.calibration_curve()
+    assert curve is not None
+    assert curve.noise_alpha == pytest.approx(chosen[-1])
+    logged = events(tmp_path)
+    assert "explain/dave/noise_alpha" in logged.Tags()["scalars"]
+    assert "explain/dave/noise_sensitivity" in logged.Tags()["images"]
+    model.eval()
+    expected = get_attributor("dave", model, noise_alpha="auto", num_samples=3).calibrate(
+        monitor.probe.images, monitor.probe.labels, image_ids=monitor.probe.indices
+    )
+    assert expected == pytest.approx(chosen[-1])
