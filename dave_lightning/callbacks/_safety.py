@@ -52,10 +52,8 @@ def preserved_training_state(model: nn.Module) -> Iterator[None]:
         >>> model = torch.nn.Linear(2, 2)
         >>> with preserved_training_state(model):
         ...     _ = torch.rand(3)
-        ...     model.eval()
-        ...     model.weight.requires_grad_(False)
-        Linear(in_features=2, out_features=2, bias=True)
-        Parameter containing: ...
+        ...     _ = model.eval()
+        ...     _ = model.weight.requires_grad_(False)
         >>> model.training, model.weight.requires_grad
         (True, True)
     """

@@ -4,11 +4,12 @@ Lightning's two namespaces have separate ``Callback`` classes and a trainer of o
 callbacks of the other, so this twin shares every hook with
 :class:`dave_lightning.callbacks.AttributionMonitor` and only changes the base class.
 
-Example:
-    >>> from dave_lightning.callbacks.lightning import AttributionMonitor  # doctest: +SKIP
-    >>> import lightning.pytorch as L  # doctest: +SKIP
-    >>> monitor = AttributionMonitor(methods=["dave", "gradient"])  # doctest: +SKIP
-    >>> trainer = L.Trainer(callbacks=[monitor])  # doctest: +SKIP
+Example (with ``lightning`` installed)::
+
+    import lightning.pytorch as L
+    from dave_lightning.callbacks.lightning import AttributionMonitor
+
+    trainer = L.Trainer(callbacks=[AttributionMonitor(methods=["dave", "gradient"])])
 """
 
 from __future__ import annotations
