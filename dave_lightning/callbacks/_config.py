@@ -96,6 +96,7 @@ class MonitorConfig:
     display_std: tuple[float, ...] | None = None
     dataloader_idx: int = 0
     patch_size: int | None = None
+    figure_dir: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(

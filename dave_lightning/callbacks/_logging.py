@@ -9,6 +9,7 @@ Loggers are recognised by what they can do, not by class, so the same code serve
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,11 +97,16 @@ def figure_to_array(figure: Any) -> np.ndarray:
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
-def log_figure(loggers: Iterable[Any], tag: str, figure: Any, step: int) -> None:
-    """Send a figure to every logger that takes images, then close it."""
+def log_figure(
+    loggers: Iterable[Any], tag: str, figure: Any, step: int, save_as: Path | None = None
+) -> None:
+    """Send a figure to every logger that takes images (and to ``save_as``), then close it."""
     import matplotlib.pyplot as plt
 
     try:
+        if save_as is not None:
+            save_as.parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(save_as, dpi=100)
         image = None
         for logger in loggers:
             writer = _writer_of(logger)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
+from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._evaluation import MethodScores
 from dave_lightning.callbacks._logging import chart_title, log_figure, logging_step
 from dave_lightning.metrics.functional import deletion_fractions
@@ -31,6 +33,12 @@ def _row_titles(network: nn.Module, images: Tensor, labels: Tensor) -> list[str]
     return [f"label {int(y)} · pred {int(p)}" for y, p in zip(labels, predictions, strict=True)]
 
 
+def _png(config: MonitorConfig, name: str, trainer: Any) -> Path | None:
+    if config.figure_dir is None:
+        return None
+    return Path(config.figure_dir) / f"{name}_epoch{trainer.current_epoch:03d}.png"
+
+
 def log_epoch_figures(
     trainer: Any,
     monitor: MonitorLogic,
@@ -49,7 +57,9 @@ def log_epoch_figures(
     titles = _row_titles(network, images, probe.labels[:count])
     step, prefix = logging_step(trainer), config.log_prefix
     figure = attribution_figure(to_display(images, mean, std), figure_maps, titles)
-    log_figure(trainer.loggers, f"{prefix}/overlays", figure, step)
+    log_figure(
+        trainer.loggers, f"{prefix}/overlays", figure, step, _png(config, "overlays", trainer)
+    )
     curves = {m: s.deletion_curve for m, s in results.items() if s.deletion_curve is not None}
     if curves:
         fractions = deletion_fractions(
@@ -57,8 +67,20 @@ def log_epoch_figures(
         )
         title = chart_title("deletion_auc", config.deletion_order)
         figure = deletion_curves_figure(fractions, curves, reference, title=title)
-        log_figure(trainer.loggers, f"{prefix}/deletion_curves", figure, step)
+        log_figure(
+            trainer.loggers,
+            f"{prefix}/deletion_curves",
+            figure,
+            step,
+            _png(config, "deletion_curves", trainer),
+        )
     curve = monitor.calibration_curve()
     if curve is not None:
         figure = sensitivity_figure(curve)
-        log_figure(trainer.loggers, f"{prefix}/dave/noise_sensitivity", figure, step)
+        log_figure(
+            trainer.loggers,
+            f"{prefix}/dave/noise_sensitivity",
+            figure,
+            step,
+            _png(config, "noise_sensitivity", trainer),
+        )

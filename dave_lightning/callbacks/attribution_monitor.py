@@ -63,6 +63,7 @@ class _MonitorHooks(MonitorLogic):
         display_std: Per-channel std to undo for display (default: the timm model's).
         dataloader_idx: Which validation loader the probe comes from.
         patch_size: Patch size for ``"patch_artifact"`` (default: the timm model's).
+        figure_dir: Also save each epoch's figures as PNG files in this folder (rank 0).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class _MonitorHooks(MonitorLogic):
         display_std: Sequence[float] | None = None,
         dataloader_idx: int = 0,
         patch_size: int | None = None,
+        figure_dir: str | None = None,
     ) -> None:
         config = MonitorConfig(
             methods=tuple(methods) if isinstance(methods, list | tuple) else methods,  # type: ignore[arg-type]
@@ -135,6 +137,7 @@ class _MonitorHooks(MonitorLogic):
             display_std=None if display_std is None else tuple(display_std),
             dataloader_idx=dataloader_idx,
             patch_size=patch_size,
+            figure_dir=None if figure_dir is None else str(figure_dir),
         )
         super().__init__(config)
 

@@ -31,7 +31,7 @@ def _fit(
 
 
 def test_scalars_images_and_layout_reach_tensorboard(tmp_path: Path) -> None:
-    monitor = AttributionMonitor(methods=METHODS, **FAST)
+    monitor = AttributionMonitor(methods=METHODS, figure_dir=str(tmp_path / "png"), **FAST)
     run, _ = _fit(tmp_path, [monitor])
     logged = events(tmp_path)
     tags = set(logged.Tags()["scalars"])
@@ -54,6 +54,10 @@ def test_scalars_images_and_layout_reach_tensorboard(tmp_path: Path) -> None:
         "^explain/[^/]+/deletion_auc$"
     )
     assert len(monitor.history) == 2
+    saved = sorted(path.name for path in (tmp_path / "png").iterdir())
+    assert saved == [
+        f"{kind}_epoch00{e}.png" for kind in ("deletion_curves", "overlays") for e in (0, 1)
+    ]
     assert run.callback_metrics["explain/dave/grid_pg"] == pytest.approx(
         monitor.history[-1]["explain/dave/grid_pg"]
     )
