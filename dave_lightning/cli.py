@@ -50,15 +50,92 @@ def _add_explain(commands: Any) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNGs")
 
 
+def _add_demo(commands: Any) -> None:
+    from dave_lightning.demo.run import DEFAULT_MODEL, DemoConfig
+
+    defaults = DemoConfig()
+    parser = commands.add_parser(
+        "demo",
+        help="fine-tune a tiny ViT on the embedded dataset with the attribution monitor",
+        description="Fine-tune a small timm ViT on the embedded synthetic shapes dataset with "
+        "the AttributionMonitor (DAVE and baselines), print a per-epoch table of accuracy and "
+        "explanation quality, and write TensorBoard logs, summary.png and overlay figures.",
+    )
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--out", type=Path, default=defaults.out, help="output folder")
+    parser.add_argument(
+        "--spurious",
+        action="store_true",
+        help="plant a class-coloured corner mark in the training images (a shortcut)",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="any timm model name")
+    parser.add_argument("--pretrained", action="store_true", help="start from timm's weights")
+    parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument("--train-size", type=int, default=defaults.train_size)
+    parser.add_argument("--val-size", type=int, default=defaults.val_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument(
+        "--methods",
+        default=",".join(defaults.methods),
+        help="comma-separated attribution methods (default dave,gradient)",
+    )
+    parser.add_argument("--num-samples", type=int, default=defaults.num_samples, help="DAVE's N")
+    parser.add_argument("--num-images", type=int, default=defaults.num_images, help="probe size")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dave-lightning",
         description="DAVE attributions and explanation-quality monitoring for timm ViTs.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("demo", help="fine-tune a tiny ViT on the embedded dataset")
+    _add_demo(commands)
     _add_explain(commands)
     return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dave_lightning.demo.report import format_table, save_summary, verdict
+    from dave_lightning.demo.run import DemoConfig, run_demo
+    from dave_lightning.errors import DaveError
+
+    try:
+        config = DemoConfig(
+            epochs=args.epochs,
+            out=args.out,
+            spurious=args.spurious,
+            seed=args.seed,
+            device=args.device,
+            model=args.model,
+            pretrained=args.pretrained,
+            image_size=args.image_size,
+            train_size=args.train_size,
+            val_size=args.val_size,
+            batch_size=args.batch_size,
+            methods=tuple(filter(None, args.methods.split(","))),
+            num_samples=args.num_samples,
+            num_images=args.num_images,
+            progress=not args.no_progress,
+        )
+        result = run_demo(config)
+    except DaveError as error:
+        print(f"dave-lightning demo: error: {error}", file=sys.stderr)
+        return 2
+    summary = save_summary(result, config.out / "summary.png")
+    print("\nExplanation quality over epochs (probe of validation images):\n")
+    print(format_table(result))
+    if config.spurious:
+        print()
+        print("\n".join(verdict(result)))
+    print(
+        f"\nWrote {summary}, per-epoch figures in {config.out / 'figures'}, checkpoints in "
+        f"{config.out / 'checkpoints'}."
+    )
+    print(f"Open the run in TensorBoard:\n    tensorboard --logdir {config.out}")
+    return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -102,8 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "explain":
         return _explain(args)
     if args.command == "demo":
-        print("dave-lightning demo: the demo is not there yet (see the project's issue tracker).")
-        return 0
+        return _demo(args)
     parser.print_help()
     return 2
 

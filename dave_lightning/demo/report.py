@@ -1,0 +1,121 @@
+"""The demo's printed table, its ``summary.png`` and, with ``--spurious``, a plain verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from dave_lightning.demo.run import DemoResult
+from dave_lightning.viz import metric_history_figure
+
+__all__ = ["format_table", "save_summary", "verdict"]
+
+PREFIX = "explain"
+_METRICS = {
+    "grid_pg": ("GridPG", "higher is better"),
+    "energy_pg": ("EnergyPG", "higher is better"),
+    "deletion_auc": ("DelAUC", "lower is better (most relevant pixels removed first)"),
+}
+
+
+def _rows(result: DemoResult) -> list[dict[str, float]]:
+    """Accuracy and explanation scores merged per epoch."""
+    by_epoch: dict[int, dict[str, float]] = {}
+    for row in [*result.accuracy, *result.history]:
+        by_epoch.setdefault(int(row["epoch"]), {}).update(row)
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def _columns(result: DemoResult) -> list[tuple[str, str]]:
+    columns = [("train acc", "train_acc"), ("val acc", "val_acc")]
+    for metric, (short, _) in _METRICS.items():
+        columns += [(f"{short} {m}", f"{PREFIX}/{m}/{metric}") for m in result.config.methods]
+    return columns
+
+
+def format_table(result: DemoResult) -> str:
+    """One row per epoch: accuracy, then GridPG, EnergyPG and deletion AUC per method.
+
+    Example:
+        >>> from dave_lightning.demo.run import DemoConfig, DemoResult
+        >>> result = DemoResult(DemoConfig(methods=("dave",)),
+        ...                     accuracy=[{"epoch": 0.0, "train_acc": 0.5, "val_acc": 0.25}],
+        ...                     history=[{"epoch": 0.0, "explain/dave/energy_pg": 0.3}])
+        >>> print(format_table(result).splitlines()[2])
+            0 |     0.500 |   0.250 |           - |         0.300 |           -
+    """
+    columns = _columns(result)
+    lines = [" | ".join(["epoch", *(title for title, _ in columns)])]
+    lines.append(" | ".join(["-----", *("-" * len(title) for title, _ in columns)]))
+    for row in _rows(result):
+        cells = [f"{int(row['epoch']):>5}"]
+        for title, key in columns:
+            value = row.get(key)
+            cells.append(("-" if value is None else f"{value:.3f}").rjust(len(title)))
+        lines.append(" | ".join(cells))
+    legend = "; ".join(f"{short}: {direction}" for short, direction in _METRICS.values())
+    return "\n".join(lines) + f"\n({legend})"
+
+
+def save_summary(result: DemoResult, path: Path) -> Path:
+    """``summary.png``: each metric over epochs, one line per method, and the accuracies."""
+    rows = _rows(result)
+    history: dict[str, dict[str, list[tuple[int, float]]]] = {
+        "accuracy": {
+            name: [(int(r["epoch"]), r[key]) for r in rows if key in r]
+            for name, key in (("train", "train_acc"), ("validation", "val_acc"))
+        }
+    }
+    titles = {"accuracy": "accuracy (higher is better)"}
+    for metric, (short, direction) in _METRICS.items():
+        history[metric] = {
+            method: [
+                (int(r["epoch"]), r[f"{PREFIX}/{method}/{metric}"])
+                for r in rows
+                if f"{PREFIX}/{method}/{metric}" in r
+            ]
+            for method in result.config.methods
+        }
+        titles[metric] = f"{short} ({direction.split(' (')[0]})"
+    figure = metric_history_figure(history, titles)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _last(result: DemoResult, key: str) -> float | None:
+    values = [row[key] for row in _rows(result) if key in row]
+    return values[-1] if values else None
+
+
+def verdict(result: DemoResult) -> list[str]:
+    """Plain sentences: did accuracy hold while the explanations left the objects?"""
+    accuracy = _last(result, "val_acc")
+    energy = _last(result, f"{PREFIX}/dave/energy_pg")
+    cue = result.cue_share.get("dave")
+    if accuracy is None or energy is None or cue is None or result.clean_accuracy is None:
+        return ["Not enough measurements for a verdict (run more epochs with DAVE)."]
+    chance = 1.0 / len(result.class_names) if result.class_names else 0.0
+    held = accuracy >= 0.8
+    left = energy < 2 * result.object_share or cue > energy
+    lines = [
+        f"Accuracy {'held' if held else 'did not hold'}: {accuracy:.2f} on validation images, "
+        "which carry the same corner mark as the training images.",
+        f"DAVE's EnergyPG is {energy:.2f}: that share of its positive attribution lies on the "
+        f"objects, which cover {result.object_share:.0%} of an image (a uniform map scores "
+        f"about {result.object_share:.2f}); {cue:.0%} lies on the small corner mark.",
+        f"On clean images without the mark the accuracy is {result.clean_accuracy:.2f} "
+        f"(chance {chance:.2f}).",
+    ]
+    if held and left:
+        lines.append(
+            "Verdict: explanation quality fell while accuracy held. The model answers from the "
+            "corner mark, not the shape: the shortcut the monitor exists to reveal."
+        )
+    elif held:
+        lines.append("Verdict: accuracy held and DAVE's evidence stayed on the objects.")
+    else:
+        lines.append("Verdict: the model did not reach good accuracy; train longer to judge.")
+    return lines
