@@ -80,23 +80,26 @@ def colorize(maps: Tensor, cmap: str = "jet") -> Tensor:
     return torch.from_numpy(rgba[..., :3]).permute(0, 3, 1, 2).float()
 
 
-def overlay(images: Tensor, maps: Tensor, alpha: float = 0.5, cmap: str = "jet") -> Tensor:
+def overlay(images: Tensor, maps: Tensor, alpha: float = 0.8, cmap: str = "inferno") -> Tensor:
     """Blend display images with their attribution heatmaps.
 
     The maps go through :func:`~dave_lightning.postprocess_for_display` (positive evidence,
-    smoothed, scaled to [0, 1]) before colouring.
+    smoothed, scaled to [0, 1]); each pixel's heat also sets its opacity, so the image stays
+    visible where there is no evidence and the strongest evidence is drawn at ``alpha``.
 
     Args:
         images: ``(B, 3, H, W)`` in [0, 1] (see :func:`to_display`).
         maps: Signed attributions ``(B, H, W)``.
-        alpha: Weight of the heatmap.
+        alpha: Opacity of the strongest evidence.
         cmap: A matplotlib colormap name.
 
     Returns:
         ``(B, 3, H, W)`` in [0, 1], ready for ``SummaryWriter.add_images``.
     """
-    heat = colorize(postprocess_for_display(maps.detach().float().cpu()), cmap)
-    return ((1 - alpha) * images.detach().float().cpu() + alpha * heat).clamp(0.0, 1.0)
+    heat = postprocess_for_display(maps.detach().float().cpu())
+    weight = alpha * heat[:, None].sqrt()  # sqrt: faint evidence stays visible
+    blended = (1 - weight) * images.detach().float().cpu() + weight * colorize(heat, cmap)
+    return blended.clamp(0.0, 1.0)
 
 
 def attribution_figure(

@@ -81,6 +81,7 @@ class MonitorConfig:
     grid_size: int = 2
     max_grids: int = 8
     grid_min_confidence: float | None = None
+    grid_full_resolution: bool = False
     deletion_steps: int = 20
     deletion_max_fraction: float = 1.0
     deletion_order: str = "most_relevant_first"

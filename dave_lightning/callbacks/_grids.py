@@ -31,6 +31,7 @@ def build_grid_set(
         probe.labels,
         config.grid_size,
         num_grids=config.max_grids,
+        full_resolution=config.grid_full_resolution,
         model=network if filtering else None,
         min_confidence=config.grid_min_confidence,
         batch_size=config.max_batch_size,

@@ -89,6 +89,13 @@ class MonitorLogic:
                 raise ConfigurationError(
                     f"`model_attribute`: {attribute!r} is a {type(network).__name__}, not a module."
                 )
+        if self.config.grid_full_resolution and not any(
+            getattr(module, "dynamic_img_size", False) for module in network.modules()
+        ):
+            raise ConfigurationError(
+                "`grid_full_resolution`: expected a model built with dynamic_img_size=True "
+                "(grids are grid_size times larger than its input), received one without it."
+            )
         self._network = network
         patch_size = None
         if "patch_artifact" in self.config.metrics:

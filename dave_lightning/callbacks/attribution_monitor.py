@@ -45,6 +45,8 @@ class _MonitorHooks(MonitorLogic):
         max_grids: Most GridPG grids composed from the probe set.
         grid_min_confidence: Keep only images the model classifies correctly with at least this
             softmax confidence when composing grids (the paper's protocol); ``None`` keeps all.
+        grid_full_resolution: Compose grids at ``grid_size``× the input size with cells at full
+            resolution (for models built with ``dynamic_img_size=True``) instead of downscaling.
         deletion_steps: Pixel-deletion steps.
         deletion_max_fraction: Fraction of pixels removed at the last step.
         deletion_order: ``"most_relevant_first"`` (lower AUC is better) or
@@ -86,6 +88,7 @@ class _MonitorHooks(MonitorLogic):
         grid_size: int = 2,
         max_grids: int = 8,
         grid_min_confidence: float | None = None,
+        grid_full_resolution: bool = False,
         deletion_steps: int = 20,
         deletion_max_fraction: float = 1.0,
         deletion_order: str = "most_relevant_first",
@@ -122,6 +125,7 @@ class _MonitorHooks(MonitorLogic):
             grid_size=grid_size,
             max_grids=max_grids,
             grid_min_confidence=grid_min_confidence,
+            grid_full_resolution=grid_full_resolution,
             deletion_steps=deletion_steps,
             deletion_max_fraction=deletion_max_fraction,
             deletion_order=deletion_order,

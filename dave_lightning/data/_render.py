@@ -214,22 +214,42 @@ def tight_box(mask: Tensor) -> Tensor:
     return torch.stack(box).to(torch.float32).unsqueeze(0)
 
 
-def cue_box(canvas: Canvas, box: Tensor, gen: torch.Generator) -> Tensor:
-    """A ``(1, 4)`` corner square, at least one pixel clear of ``box``, in a random free corner.
+def _clear_of(box: Tensor, left: int, top: int, size: int) -> bool:
+    x1, y1, x2, y2 = (int(v) for v in box[0].tolist())
+    apart_x = left + size + 1 <= x1 or x2 + 1 <= left
+    apart_y = top + size + 1 <= y1 or y2 + 1 <= top
+    return apart_x or apart_y
 
-    Raises:
-        RuntimeError: When no corner is free, which the size limits of the dataset rule out.
-    """
-    size = max(2, round(canvas.side / 10))
+
+def _corner_spots(canvas: Canvas, size: int) -> list[tuple[int, int]]:
     margin = max(1, round(canvas.side / 32))
     far_x, far_y = canvas.width - margin - size, canvas.height - margin - size
-    x1, y1, x2, y2 = (int(v) for v in box[0].tolist())
-    free = []
-    for left, top in ((margin, margin), (far_x, margin), (margin, far_y), (far_x, far_y)):
-        apart_x = left + size + 1 <= x1 or x2 + 1 <= left
-        apart_y = top + size + 1 <= y1 or y2 + 1 <= top
-        if apart_x or apart_y:
-            free.append((left, top))
+    return [(margin, margin), (far_x, margin), (margin, far_y), (far_x, far_y)]
+
+
+def _inset_spots(canvas: Canvas, size: int) -> list[tuple[int, int]]:
+    """Squares centred in the four quadrants (a quarter of the size in from the borders)."""
+    xs = (round(canvas.width / 4 - size / 2), round(3 * canvas.width / 4 - size / 2))
+    ys = (round(canvas.height / 4 - size / 2), round(3 * canvas.height / 4 - size / 2))
+    return [(x, y) for y in ys for x in xs]
+
+
+def cue_box(canvas: Canvas, box: Tensor, gen: torch.Generator, placement: str = "corner") -> Tensor:
+    """A ``(1, 4)`` square at least one pixel clear of ``box``, at a random free spot.
+
+    ``"corner"`` spots are the image's corners; ``"inset"`` spots are the quadrants' centres,
+    where small rotations, shifts and scalings about the image centre keep the mark in the frame
+    (corners rotate out of it). With no free inset spot the corners are used.
+
+    Raises:
+        RuntimeError: When no spot is free, which the size limits of the dataset rule out.
+    """
+    size = max(2, round(canvas.side / 10))
+    free: list[tuple[int, int]] = []
+    if placement == "inset":
+        free = [spot for spot in _inset_spots(canvas, size) if _clear_of(box, *spot, size)]
+    if not free:
+        free = [spot for spot in _corner_spots(canvas, size) if _clear_of(box, *spot, size)]
     if not free:
         raise RuntimeError(f"no corner is clear of the box {box.tolist()} on {canvas}")
     left, top = free[int(torch.randint(len(free), (1,), generator=gen))]

@@ -62,6 +62,7 @@ SHAPE_NAMES: tuple[str, ...] = tuple(_render.SHAPES)
 DEFAULT_CLASSES: tuple[str, ...] = SHAPE_NAMES[:6]
 SPLITS = ("train", "val", "test")
 EVAL_CUES = ("uncorrelated", "absent", "correlated")
+CUE_PLACEMENTS = ("corner", "inset")
 MIN_SIDE = 16
 
 _LABEL_STREAM, _IMAGE_STREAM, _CUE_STREAM = 1, 2, 3
@@ -145,6 +146,10 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         spurious: Plant the class-correlated corner mark (see above).
         spurious_prob: How often the mark's colour is the label's, before chance agreement.
         eval_cue: The mark in the ``"val"``/``"test"`` splits when ``spurious`` is set.
+        cue_placement: ``"corner"`` puts the mark in a free corner; ``"inset"`` at a free
+            quadrant centre (a corner only when none is free). Attribution methods that average
+            over rotations about the image centre, like DAVE, rotate corners out of the frame
+            and so barely see a corner mark; an inset mark stays inside.
         mean: Per-channel mean of the normalisation.
         std: Per-channel standard deviation of the normalisation.
         cache: Keep rendered samples in memory (about ``4 * H * W`` bytes each; one cache per
@@ -168,6 +173,7 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         spurious: bool = False,
         spurious_prob: float = 1.0,
         eval_cue: str = "uncorrelated",
+        cue_placement: str = "corner",
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         cache: bool = False,
@@ -185,6 +191,7 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         self.spurious = bool(spurious)
         self.spurious_prob = check_fraction("spurious_prob", spurious_prob)
         self.eval_cue = check_choice("eval_cue", eval_cue, EVAL_CUES)
+        self.cue_placement = check_choice("cue_placement", cue_placement, CUE_PLACEMENTS)
         self.mean = check_triple("mean", mean)
         self.std = check_triple("std", std, positive=True)
         self.cue_colours = _render.class_colours(self.num_classes)
@@ -280,7 +287,7 @@ class SyntheticShapes(Dataset[tuple[Tensor, int, Tensor]]):
         if not self.spurious or mode == "absent":
             return torch.zeros(0, 4), None
         gen = _render.generator(*self._stream, _CUE_STREAM, index)
-        cue_box = _render.cue_box(self._canvas, box, gen)
+        cue_box = _render.cue_box(self._canvas, box, gen, self.cue_placement)
         agrees = float(torch.rand((), generator=gen)) < self.spurious_prob
         random_class = int(torch.randint(self.num_classes, (), generator=gen))
         return cue_box, label if mode == "correlated" and agrees else random_class

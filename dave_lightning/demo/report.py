@@ -90,6 +90,11 @@ def _last(result: DemoResult, key: str) -> float | None:
     return values[-1] if values else None
 
 
+def _densities(result: DemoResult, energy: float, cue: float) -> tuple[float, float]:
+    """How much more attribution than a uniform map gets, on the objects and on the mark."""
+    return energy / max(result.object_share, 1e-9), cue / max(result.cue_area, 1e-9)
+
+
 def verdict(result: DemoResult) -> list[str]:
     """Plain sentences: did accuracy hold while the explanations left the objects?"""
     accuracy = _last(result, "val_acc")
@@ -98,24 +103,36 @@ def verdict(result: DemoResult) -> list[str]:
     if accuracy is None or energy is None or cue is None or result.clean_accuracy is None:
         return ["Not enough measurements for a verdict (run more epochs with DAVE)."]
     chance = 1.0 / len(result.class_names) if result.class_names else 0.0
+    on_objects, on_mark = _densities(result, energy, cue)
     held = accuracy >= 0.8
-    left = energy < 2 * result.object_share or cue > energy
+    shortcut = result.clean_accuracy < accuracy - 0.3
     lines = [
         f"Accuracy {'held' if held else 'did not hold'}: {accuracy:.2f} on validation images, "
-        "which carry the same corner mark as the training images.",
-        f"DAVE's EnergyPG is {energy:.2f}: that share of its positive attribution lies on the "
-        f"objects, which cover {result.object_share:.0%} of an image (a uniform map scores "
-        f"about {result.object_share:.2f}); {cue:.0%} lies on the small corner mark.",
-        f"On clean images without the mark the accuracy is {result.clean_accuracy:.2f} "
-        f"(chance {chance:.2f}).",
+        "which carry the same class-coloured mark as the training images; "
+        f"{result.clean_accuracy:.2f} on images without the mark (chance {chance:.2f}).",
+        f"DAVE's EnergyPG is {energy:.2f}: the objects cover {result.object_share:.0%} of an "
+        f"image and hold {energy:.0%} of its positive attribution ({on_objects:.1f}x a uniform "
+        f"map); the mark covers {result.cue_area:.1%} and holds {cue:.0%} ({on_mark:.1f}x).",
     ]
-    if held and left:
+    others = [f"{m} {share:.0%}" for m, share in result.cue_share.items() if m != "dave"]
+    if others:
         lines.append(
-            "Verdict: explanation quality fell while accuracy held. The model answers from the "
-            "corner mark, not the shape: the shortcut the monitor exists to reveal."
+            "Share of positive attribution on the mark for the other methods: "
+            + ", ".join(others)
+            + "."
+        )
+    if held and shortcut and on_mark > on_objects:
+        lines.append(
+            "Verdict: explanation quality fell while accuracy held. The evidence moved from the "
+            "shapes to the mark: the model answers from a shortcut, which the monitor reveals."
+        )
+    elif held and shortcut:
+        lines.append(
+            "Verdict: accuracy held but the model fails without the mark, and DAVE's maps did not "
+            "single the mark out; compare the EnergyPG curve with a run without --spurious."
         )
     elif held:
-        lines.append("Verdict: accuracy held and DAVE's evidence stayed on the objects.")
+        lines.append("Verdict: accuracy held and the evidence stayed on the objects.")
     else:
         lines.append("Verdict: the model did not reach good accuracy; train longer to judge.")
     return lines

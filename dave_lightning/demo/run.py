@@ -26,7 +26,7 @@ DEFAULT_MODEL = "vit_tiny_patch16_224"
 class DemoConfig:
     """Every knob of the demo; the defaults take about five minutes on two CPU cores."""
 
-    epochs: int = 10
+    epochs: int = 16
     out: Path = Path("runs/demo")
     spurious: bool = False
     seed: int = 0
@@ -36,7 +36,7 @@ class DemoConfig:
     image_size: int = 64
     train_size: int = 2048
     val_size: int = 256
-    batch_size: int = 64
+    batch_size: int = 32
     methods: tuple[str, ...] = ("dave", "gradient")
     num_samples: int = 16
     num_images: int = 32
@@ -46,9 +46,14 @@ class DemoConfig:
     def model_kwargs(self) -> dict[str, Any]:
         """``timm.create_model`` arguments: the default model is shrunk to a CPU-sized ViT."""
         kwargs: dict[str, Any] = {"img_size": self.image_size, "global_pool": "avg"}
-        if self.model == DEFAULT_MODEL and not self.pretrained:
-            kwargs.update(patch_size=8, embed_dim=96, depth=4, num_heads=3)
+        if self.shrunk:
+            kwargs.update(patch_size=8, embed_dim=96, depth=4, num_heads=3, dynamic_img_size=True)
         return kwargs
+
+    @property
+    def shrunk(self) -> bool:
+        """Whether the default model is built CPU-sized (with full-resolution GridPG grids)."""
+        return self.model == DEFAULT_MODEL and not self.pretrained
 
     def accelerator(self) -> str:
         """``"gpu"`` when asked or (``"auto"``) available, else ``"cpu"``."""
@@ -67,6 +72,7 @@ class DemoResult:
     clean_accuracy: float | None = None
     cue_share: dict[str, float] = field(default_factory=dict)
     object_share: float = 0.0
+    cue_area: float = 0.0
     log_dir: Path | None = None
     class_names: tuple[str, ...] = ()
 
@@ -87,7 +93,12 @@ class _AccuracyRecorder(Callback):
 
 
 def _datasets(config: DemoConfig) -> tuple[SyntheticShapes, SyntheticShapes]:
-    common: dict[str, Any] = {"seed": config.seed, "image_size": config.image_size, "cache": True}
+    common: dict[str, Any] = {
+        "seed": config.seed,
+        "image_size": config.image_size,
+        "cache": True,
+        "cue_placement": "inset",
+    }
     train = SyntheticShapes("train", length=config.train_size, spurious=config.spurious, **common)
     # With the shortcut, validation images carry the same cue: accuracy looks fine.
     val_cue = "correlated" if config.spurious else "uncorrelated"
@@ -104,6 +115,7 @@ def _monitor(config: DemoConfig, dataset: SyntheticShapes) -> AttributionMonitor
         num_samples=config.num_samples,
         log_images=6,
         max_grids=8,
+        grid_full_resolution=config.shrunk,
         seed=config.seed,
         figure_dir=str(config.out / "figures"),
         display_mean=list(dataset.mean),

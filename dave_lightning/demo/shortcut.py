@@ -30,6 +30,12 @@ def _accuracy(model: nn.Module, dataset: SyntheticShapes, batch_size: int = 128)
     return correct / len(dataset)
 
 
+def _mean_area(boxes: list[torch.Tensor], image_size: int) -> float:
+    """Mean share of the image covered by one box per image."""
+    areas = [float((box[0, 2:] - box[0, :2]).prod()) for box in boxes if len(box)]
+    return sum(areas) / max(1, len(areas)) / image_size**2
+
+
 def measure_shortcut(
     result: DemoResult, model: nn.Module, monitor: AttributionMonitor, val: SyntheticShapes
 ) -> None:
@@ -53,9 +59,8 @@ def measure_shortcut(
     assert probe is not None
     samples = [val.sample(int(i)) for i in probe.indices]
     marks = [sample.cue_box for sample in samples]
-    result.object_share = float(
-        torch.stack([(s.box[0, 2:] - s.box[0, :2]).prod() for s in samples]).mean()
-    ) / (config.image_size**2)
+    result.object_share = _mean_area([sample.box for sample in samples], config.image_size)
+    result.cue_area = _mean_area(marks, config.image_size)
     device = next(model.parameters()).device
     images, labels = probe.images.to(device), probe.labels.to(device)
     for method in config.methods:

@@ -79,6 +79,9 @@ def test_setup_rejects_unsupported_models_and_bad_attributes_before_training(
         trainer(tmp_path, [AttributionMonitor(model_attribute="net", **FAST)]).fit(
             TinyClassifier(), *loaders()
         )
+    monitor = AttributionMonitor(grid_full_resolution=True, **FAST)
+    with pytest.raises(ConfigurationError, match=r"`grid_full_resolution`: expected a model built"):
+        trainer(tmp_path, [monitor]).fit(TinyClassifier(), *loaders())
     monitor = AttributionMonitor(
         methods=["smoothgrad"], method_options={"smoothgrad": {"samples": 3}}
     )

@@ -16,6 +16,7 @@ from dave_lightning import get_attributor
 from dave_lightning.callbacks import AttributionMonitor
 from dave_lightning.metrics.functional import patch_artifact_score
 from tests.callbacks.helpers import FAST, TinyClassifier, events, loaders, trainer
+from tests.conftest import tiny_vit
 
 METHODS = ["dave", "gradient", "random"]
 
@@ -104,6 +105,23 @@ def test_patch_artifact_equals_the_metric_on_the_same_maps(tmp_path: Path) -> No
     maps = get_attributor("gradient", model).attribute(monitor.probe.images, monitor.probe.labels)
     expected = patch_artifact_score(maps, patch_size=8).mean()
     assert monitor.history[-1]["explain/gradient/patch_artifact"] == pytest.approx(float(expected))
+
+
+class _DynamicClassifier(TinyClassifier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = tiny_vit(num_classes=5, dynamic_img_size=True, global_pool="avg")
+
+
+def test_full_resolution_grids_are_twice_the_input_size(tmp_path: Path) -> None:
+    monitor = AttributionMonitor(
+        methods=["gradient"], metrics=["grid_pg"], grid_full_resolution=True, **FAST
+    )
+    pl.seed_everything(0, verbose=False)
+    trainer(tmp_path, [monitor], max_epochs=1).fit(_DynamicClassifier(), *loaders())
+    assert monitor._grids is not None
+    assert tuple(monitor._grids.images.shape[-2:]) == (64, 64)
+    assert 0 <= monitor.history[-1]["explain/gradient/grid_pg"] <= 1
 
 
 def test_every_n_epochs_and_other_loggers(tmp_path: Path) -> None:

@@ -108,3 +108,32 @@ def test_placement_rule_needs_a_one_pixel_gap() -> None:
         assert box[0, 1].item() == 56  # only the bottom corners are one pixel clear
         lefts.add(box[0, 0].item())
     assert lefts == {2, 56}
+
+
+def test_inset_marks_sit_at_free_quadrant_centres_and_fall_back_to_corners() -> None:
+    canvas = _render.Canvas.of_size(64, 64)
+    centre_spots = {(13, 13), (45, 13), (13, 45), (45, 45)}  # 6 px squares centred at 16 and 48
+    seen = set()
+    for seed in range(24):
+        generator = torch.Generator().manual_seed(seed)
+        box = _render.cue_box(canvas, torch.tensor([[0.0, 0.0, 30.0, 30.0]]), generator, "inset")
+        spot = (int(box[0, 0]), int(box[0, 1]))
+        assert spot in centre_spots - {(13, 13)}  # the top-left quadrant holds the object
+        seen.add(spot)
+    assert len(seen) == 3
+    blocking = torch.tensor([[10.0, 10.0, 52.0, 52.0]])  # covers every quadrant centre
+    corner = _render.cue_box(canvas, blocking, torch.Generator().manual_seed(0), "inset")
+    assert (int(corner[0, 0]), int(corner[0, 1])) in {(2, 2), (56, 2), (2, 56), (56, 56)}
+
+
+def test_inset_marks_stay_inside_the_rotation_safe_disc_and_clear_of_the_object() -> None:
+    dataset = SyntheticShapes("train", length=60, spurious=True, cue_placement="inset")
+    inside = 0
+    for index in range(len(dataset)):
+        sample = dataset.sample(index)
+        x1, y1, x2, y2 = sample.cue_box[0].tolist()
+        bx1, by1, bx2, by2 = sample.box[0].tolist()
+        assert x2 + 1 <= bx1 or bx2 + 1 <= x1 or y2 + 1 <= by1 or by2 + 1 <= y1
+        corners = [(x, y) for x in (x1, x2) for y in (y1, y2)]
+        inside += all(((x - 32) ** 2 + (y - 32) ** 2) ** 0.5 < 32 for x, y in corners)
+    assert inside >= 50  # mostly quadrant centres, well inside the inscribed circle
