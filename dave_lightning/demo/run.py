@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ from dave_lightning.callbacks import AttributionMonitor
 from dave_lightning.data import SyntheticShapes
 from dave_lightning.demo.classifier import ImageClassifier
 
-__all__ = ["DEFAULT_MODEL", "DemoConfig", "DemoResult", "run_demo"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DemoConfig",
+    "DemoResult",
+    "datasets",
+    "fit_classifier",
+    "run_demo",
+]
 
 DEFAULT_MODEL = "vit_tiny_patch16_224"
 """The demo's default timm architecture, shrunk for CPU (see :meth:`DemoConfig.model_kwargs`)."""
@@ -92,7 +100,8 @@ class _AccuracyRecorder(Callback):
         self.rows.append(row)
 
 
-def _datasets(config: DemoConfig) -> tuple[SyntheticShapes, SyntheticShapes]:
+def datasets(config: DemoConfig) -> tuple[SyntheticShapes, SyntheticShapes]:
+    """The training and validation splits (with ``spurious``, validation carries the mark too)."""
     common: dict[str, Any] = {
         "seed": config.seed,
         "image_size": config.image_size,
@@ -123,17 +132,21 @@ def _monitor(config: DemoConfig, dataset: SyntheticShapes) -> AttributionMonitor
     )
 
 
-def run_demo(config: DemoConfig) -> DemoResult:
-    """Train, monitor, and collect what the report prints.
+def fit_classifier(
+    config: DemoConfig, callbacks: Sequence[Callback] = (), logger: Any = False
+) -> tuple[ImageClassifier, SyntheticShapes, SyntheticShapes]:
+    """Train the demo's classifier on the embedded data (the demo adds its monitor as a callback).
 
     Args:
-        config: The demo's settings.
+        config: The settings (model, data sizes, epochs, ``spurious``, seed, device).
+        callbacks: Extra Lightning callbacks.
+        logger: A Lightning logger, or ``False``.
 
     Returns:
-        The per-epoch measurements and, with ``spurious``, the shortcut's fingerprints.
+        The trained module and its training and validation datasets.
     """
     pl.seed_everything(config.seed, verbose=False)
-    train, val = _datasets(config)
+    train, val = datasets(config)
     module = ImageClassifier(
         config.model,
         num_classes=train.num_classes,
@@ -142,20 +155,15 @@ def run_demo(config: DemoConfig) -> DemoResult:
         pretrained=config.pretrained,
         lr=config.lr,
     )
-    monitor, recorder = _monitor(config, val), _AccuracyRecorder()
-    logger = TensorBoardLogger(str(config.out), name="tensorboard", default_hp_metric=False)
     trainer = pl.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator(),
         devices=1,
         logger=logger,
-        callbacks=[
-            monitor,
-            recorder,
-            ModelCheckpoint(dirpath=config.out / "checkpoints", save_last=True),
-        ],
+        callbacks=list(callbacks),
         enable_progress_bar=config.progress,
         enable_model_summary=config.progress,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         log_every_n_steps=10,
         num_sanity_val_steps=1,
         deterministic=True,
@@ -165,6 +173,23 @@ def run_demo(config: DemoConfig) -> DemoResult:
         DataLoader(train, batch_size=config.batch_size, shuffle=True),
         DataLoader(val, batch_size=config.batch_size),
     )
+    return module, train, val
+
+
+def run_demo(config: DemoConfig) -> DemoResult:
+    """Train, monitor, and collect what the report prints.
+
+    Args:
+        config: The demo's settings.
+
+    Returns:
+        The per-epoch measurements and, with ``spurious``, the shortcut's fingerprints.
+    """
+    probe_data = datasets(config)[1]
+    monitor, recorder = _monitor(config, probe_data), _AccuracyRecorder()
+    logger = TensorBoardLogger(str(config.out), name="tensorboard", default_hp_metric=False)
+    checkpoint = ModelCheckpoint(dirpath=config.out / "checkpoints", save_last=True)
+    module, train, val = fit_classifier(config, [monitor, recorder, checkpoint], logger)
     result = DemoResult(
         config,
         recorder.rows,
