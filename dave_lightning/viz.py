@@ -102,13 +102,25 @@ def overlay(images: Tensor, maps: Tensor, alpha: float = 0.8, cmap: str = "infer
     return blended.clamp(0.0, 1.0)
 
 
+def _mosaic(rows: list[list[Tensor]], pad: int) -> Tensor:
+    """``(3, H', W')`` tiles of equal size laid out row by row on a white background."""
+    height, width = rows[0][0].shape[-2:]
+    count_rows, count_cols = len(rows), len(rows[0])
+    canvas = torch.ones(3, count_rows * (height + pad) + pad, count_cols * (width + pad) + pad)
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            top, left = pad + r * (height + pad), pad + c * (width + pad)
+            canvas[:, top : top + height, left : left + width] = tile
+    return canvas
+
+
 def attribution_figure(
     images: Tensor,
     maps: Mapping[str, Tensor],
     titles: Sequence[str] | None = None,
     cell_inches: float = 1.8,
 ) -> Figure:
-    """One row per image: the image, then one overlay per method.
+    """One row per image: the image, then one overlay per method (drawn as a single mosaic).
 
     Args:
         images: ``(B, 3, H, W)`` display images in [0, 1].
@@ -120,21 +132,37 @@ def attribution_figure(
         A matplotlib figure (close it with ``matplotlib.pyplot.close`` when done).
     """
     plt = _pyplot()
-    rows, cols = images.shape[0], 1 + len(maps)
-    figure, axes = plt.subplots(
-        rows, cols, figsize=(cell_inches * cols, cell_inches * rows), squeeze=False
-    )
-    overlays = {name: overlay(images, value) for name, value in maps.items()}
-    for row in range(rows):
-        axes[row, 0].imshow(images[row].permute(1, 2, 0).numpy())
-        axes[row, 0].set_title(titles[row] if titles else "image", fontsize=8)
-        for col, (name, blended) in enumerate(overlays.items(), start=1):
-            axes[row, col].imshow(blended[row].permute(1, 2, 0).numpy())
-            if row == 0:
-                axes[row, col].set_title(name, fontsize=8)
-    for axis in axes.flat:
-        axis.axis("off")
-    figure.tight_layout()
+    images = images.detach().float().cpu()
+    overlays = [overlay(images, value) for value in maps.values()]
+    rows = [[images[b], *(blended[b] for blended in overlays)] for b in range(images.shape[0])]
+    height, width = images.shape[-2:]
+    pad = max(2, width // 16)
+    mosaic = _mosaic(rows, pad)
+    count_rows, count_cols = len(rows), len(rows[0])
+    figure = plt.figure(figsize=(cell_inches * count_cols, cell_inches * count_rows + 0.3))
+    axis = figure.add_axes((0.0, 0.0, 1.0, 1.0 - 0.3 / figure.get_figheight()))
+    axis.imshow(mosaic.permute(1, 2, 0).numpy(), interpolation="nearest")
+    axis.set_axis_off()
+    for c, name in enumerate(["image", *maps]):
+        axis.text(
+            pad + c * (width + pad) + width / 2,
+            -pad / 2,
+            name,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    for r, title in enumerate(titles or []):
+        axis.text(
+            pad + 1,
+            pad + r * (height + pad) + 1,
+            title,
+            ha="left",
+            va="top",
+            fontsize=7,
+            color="white",
+            bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0},
+        )
     return figure
 
 
