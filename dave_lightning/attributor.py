@@ -18,25 +18,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from dave_lightning._common import check_int, describe, restored_modes
 from dave_lightning.errors import BadInputError
 
-__all__ = ["Attributor", "Target", "attribution_session", "check_positive_int"]
+__all__ = ["Attributor", "Target", "attribution_session"]
 
 Target = int | Sequence[int] | Tensor
 """An int (same class for every image), a ``(B,)`` tensor, or a ``(B, K)`` tensor of classes."""
-
-
-def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value`` when it is an int ``>= minimum``, else raise :class:`BadInputError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BadInputError.for_argument(name, f"an integer >= {minimum}", repr(value))
-    return value
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return f"{type(value).__name__} {value!r}"
 
 
 def _is_timm_like(module: nn.Module) -> bool:
@@ -70,21 +58,21 @@ def model_num_classes(model: nn.Module) -> int | None:
 def check_images(images: Any, in_channels: int | None) -> Tensor:
     """Validate a batch of images; reject NaN/inf before any pass is spent."""
     if not isinstance(images, Tensor) or images.dim() != 4:
-        raise BadInputError.for_argument("images", "a 4-D tensor (B, C, H, W)", _describe(images))
+        raise BadInputError.for_argument("images", "a 4-D tensor (B, C, H, W)", describe(images))
     if not images.is_floating_point():
-        raise BadInputError.for_argument("images", "a floating-point tensor", _describe(images))
+        raise BadInputError.for_argument("images", "a floating-point tensor", describe(images))
     if images.shape[0] == 0:
-        raise BadInputError.for_argument("images", "at least one image", _describe(images))
+        raise BadInputError.for_argument("images", "at least one image", describe(images))
     if in_channels is not None and images.shape[1] != in_channels:
         raise BadInputError.for_argument(
             "images",
             f"{in_channels} channels (B, {in_channels}, H, W) as the model takes",
-            _describe(images),
+            describe(images),
         )
     if not bool(torch.isfinite(images).all()):
         bad = int((~torch.isfinite(images)).sum())
         raise BadInputError.for_argument(
-            "images", "finite values", f"{bad} NaN or infinite values in {_describe(images)}"
+            "images", "finite values", f"{bad} NaN or infinite values in {describe(images)}"
         )
     return images
 
@@ -98,7 +86,7 @@ def parse_target(target: Any, batch_size: int, num_classes: int | None) -> tuple
     """
     expected = f"an int, a (B,) or a (B, K) integer tensor of class indices with B = {batch_size}"
     if isinstance(target, bool):
-        raise BadInputError.for_argument("target", expected, _describe(target))
+        raise BadInputError.for_argument("target", expected, describe(target))
     if isinstance(target, int):
         tensor = torch.full((batch_size, 1), target, dtype=torch.long)
         single = True
@@ -107,11 +95,11 @@ def parse_target(target: Any, batch_size: int, num_classes: int | None) -> tuple
             try:
                 target = torch.as_tensor(target)
             except (TypeError, ValueError, RuntimeError):
-                raise BadInputError.for_argument("target", expected, _describe(target)) from None
+                raise BadInputError.for_argument("target", expected, describe(target)) from None
         if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
-            raise BadInputError.for_argument("target", expected, _describe(target))
+            raise BadInputError.for_argument("target", expected, describe(target))
         if target.dim() not in (1, 2) or target.shape[0] != batch_size or target.numel() == 0:
-            raise BadInputError.for_argument("target", expected, _describe(target))
+            raise BadInputError.for_argument("target", expected, describe(target))
         single = target.dim() == 1
         tensor = target.detach().to("cpu", torch.long).reshape(batch_size, -1)
     check_target_range(tensor, num_classes)
@@ -137,7 +125,7 @@ def parse_image_ids(image_ids: Any, batch_size: int) -> list[int]:
     ids = torch.as_tensor(image_ids)
     if ids.dtype.is_floating_point or ids.shape != (batch_size,):
         raise BadInputError.for_argument(
-            "image_ids", f"{batch_size} integers, one per image", _describe(image_ids)
+            "image_ids", f"{batch_size} integers, one per image", describe(image_ids)
         )
     return [int(i) for i in ids.tolist()]
 
@@ -151,15 +139,10 @@ def attribution_session(
     Every module's ``training`` flag is restored on exit, also when the block raises. Works
     inside ``no_grad`` and ``inference_mode``.
     """
-    modes = [(module, module.training) for module in model.modules()]
     autocast = torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
-    try:
-        with torch.inference_mode(False), torch.enable_grad(), autocast:
-            model.eval()
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
+    with restored_modes(model), torch.inference_mode(False), torch.enable_grad(), autocast:
+        model.eval()
+        yield
 
 
 class Attributor(ABC):
@@ -185,7 +168,7 @@ class Attributor(ABC):
         autocast_dtype: torch.dtype | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise BadInputError.for_argument("model", "a torch.nn.Module", _describe(model))
+            raise BadInputError.for_argument("model", "a torch.nn.Module", describe(model))
         if autocast_dtype is not None and not (
             isinstance(autocast_dtype, torch.dtype) and autocast_dtype.is_floating_point
         ):
@@ -193,7 +176,7 @@ class Attributor(ABC):
                 "autocast_dtype", "None or a floating torch.dtype", repr(autocast_dtype)
             )
         self.model = model
-        self.max_batch_size = check_positive_int("max_batch_size", max_batch_size)
+        self.max_batch_size = check_int("max_batch_size", max_batch_size, minimum=1)
         self.autocast_dtype = autocast_dtype
 
     def __repr__(self) -> str:

@@ -63,11 +63,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from dave_lightning._common import check_int
 from dave_lightning.attributor import (
     Target,
     attribution_session,
     check_images,
-    check_positive_int,
     check_target_range,
     expected_in_channels,
     model_num_classes,
@@ -161,7 +161,7 @@ class CalibrationSettings:
         object.__setattr__(self, "tolerance", float(self.tolerance))
         if self.statistic not in _STATISTICS:
             raise _fail("statistic", "'probability' or 'margin'", self.statistic)
-        check_positive_int("num_draws", self.num_draws)
+        check_int("num_draws", self.num_draws, minimum=1)
 
 
 @dataclass(frozen=True)
@@ -301,7 +301,7 @@ def run_calibration(
         raise BadInputError.for_argument("model", "a torch.nn.Module", type(model).__name__)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise _fail("seed", "an integer", seed)
-    check_positive_int("max_batch_size", max_batch_size)
+    check_int("max_batch_size", max_batch_size, minimum=1)
     images = check_images(images, expected_in_channels(model))
     targets, single = parse_target(target, images.shape[0], model_num_classes(model))
     ids = parse_image_ids(image_ids, images.shape[0])

@@ -25,8 +25,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from dave_lightning._common import check_int
 from dave_lightning.aggregation import robust_mean
-from dave_lightning.attributor import Attributor, Target, check_positive_int
+from dave_lightning.attributor import Attributor, Target
 from dave_lightning.calibration import CalibrationSettings, SensitivityCurve, run_calibration
 from dave_lightning.effective import check_supported, effective_mode
 from dave_lightning.errors import BadInputError
@@ -201,7 +202,7 @@ class DAVE(Attributor):
         calibration_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(model, max_batch_size=max_batch_size, autocast_dtype=autocast_dtype)
-        self.num_samples = check_positive_int("num_samples", num_samples)
+        self.num_samples = check_int("num_samples", num_samples, minimum=1)
         self.noise_alpha: float | None = _initial_noise_alpha(model, noise_alpha)
         self.calibration_settings = _calibration_settings(calibration_options)
         self.calibration: SensitivityCurve | None = None

@@ -359,9 +359,9 @@ def test_leaves_modes_parameters_grads_and_rng_as_they_were() -> None:
         ({"tolerance": 1.5}, r"`tolerance`: expected a number in \[0, 1\], received 1.5"),
         ({"tolerance": math.nan}, r"`tolerance`"),
         ({"statistic": "logit"}, r"`statistic`: expected 'probability' or 'margin', received"),
-        ({"num_draws": 0}, r"`num_draws`: expected an integer >= 1, received 0"),
+        ({"num_draws": 0}, r"`num_draws`: expected an integer >= 1, received int 0"),
         ({"seed": 0.5}, r"`seed`: expected an integer, received 0.5"),
-        ({"max_batch_size": 0}, r"`max_batch_size`: expected an integer >= 1, received 0"),
+        ({"max_batch_size": 0}, r"`max_batch_size`: expected an integer >= 1, received int 0"),
         ({"image_ids": [0, 1]}, r"`image_ids`: expected 3 integers, one per image"),
     ],
 )

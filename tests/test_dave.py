@@ -322,8 +322,8 @@ def test_integer_images_are_rejected(model: nn.Module) -> None:
 @pytest.mark.parametrize(
     ("options", "pattern"),
     [
-        ({"num_samples": 0}, r"`num_samples`: expected an integer >= 1, received 0"),
-        ({"num_samples": 2.5}, r"`num_samples`: expected an integer >= 1, received 2.5"),
+        ({"num_samples": 0}, r"`num_samples`: expected an integer >= 1, received int 0"),
+        ({"num_samples": 2.5}, r"`num_samples`: expected an integer >= 1, received float 2.5"),
         (
             {"noise_alpha": 1.0},
             r"`noise_alpha`: expected a number in \[0, 1\), None or 'auto', received 1.0",

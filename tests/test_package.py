@@ -53,3 +53,25 @@ def test_console_script_exists() -> None:
     )
     assert result.returncode == 0
     assert "demo" in result.stdout
+
+
+def test_shared_helpers_depend_only_on_torch_and_the_errors() -> None:
+    import ast
+    from pathlib import Path
+
+    source = Path(dave_lightning.__file__).with_name("_common.py").read_text()
+    roots = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            roots.add(node.module)
+        elif isinstance(node, ast.Import):
+            roots.update(alias.name for alias in node.names)
+    allowed = {
+        "__future__",
+        "contextlib",
+        "collections.abc",
+        "typing",
+        "torch",
+        "dave_lightning.errors",
+    }
+    assert roots <= allowed, roots - allowed

@@ -26,7 +26,7 @@ import torch
 from captum.attr import IntegratedGradients as CaptumIntegratedGradients
 from torch import Tensor, nn
 
-from dave_lightning.attributor import check_positive_int
+from dave_lightning._common import check_int
 from dave_lightning.baselines._rows import RowAttributor
 from dave_lightning.errors import BadInputError
 
@@ -108,7 +108,7 @@ class IntegratedGradients(RowAttributor):
                 "method", f"one of {', '.join(map(repr, INTEGRATION_METHODS))}", repr(method)
             )
         self.method = method
-        self.n_steps = check_positive_int("n_steps", n_steps, 1 if method == "gausslegendre" else 2)
+        self.n_steps = check_int("n_steps", n_steps, minimum=1 if method == "gausslegendre" else 2)
         self.baseline = _check_baseline(baseline)
 
     def __repr__(self) -> str:

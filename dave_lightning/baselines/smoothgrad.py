@@ -28,7 +28,7 @@ import torch
 from captum.attr import Saliency
 from torch import Tensor, nn
 
-from dave_lightning.attributor import check_positive_int
+from dave_lightning._common import check_int
 from dave_lightning.baselines._rows import RowAttributor
 from dave_lightning.errors import BadInputError, ConfigurationError
 from dave_lightning.transforms import slot_noise, slot_seed
@@ -100,7 +100,7 @@ class SmoothGrad(RowAttributor):
         autocast_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(model, max_batch_size=max_batch_size, autocast_dtype=autocast_dtype)
-        self.nt_samples = check_positive_int("nt_samples", nt_samples)
+        self.nt_samples = check_int("nt_samples", nt_samples, minimum=1)
         self.stdevs = _check_positive_number("stdevs", stdevs)
         self.noise_level = _check_positive_number("noise_level", noise_level)
         if self.stdevs is not None and self.noise_level is not None:

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dave_lightning._common import restored_modes
+
 __all__ = ["preserved_training_state"]
 
 
@@ -58,13 +60,11 @@ def preserved_training_state(model: nn.Module) -> Iterator[None]:
         (True, True)
     """
     rng = _rng_states()
-    modes = [(module, module.training) for module in model.modules()]
     flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
     try:
-        yield
+        with restored_modes(model):
+            yield
     finally:
         _restore_rng_states(rng)
-        for module, training in modes:
-            module.training = training
         for parameter, requires_grad in flags:
             parameter.requires_grad_(requires_grad)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dave_lightning._common import check_choice, check_int, describe
 from dave_lightning.errors import BadInputError
 
 __all__ = [
@@ -25,31 +26,6 @@ __all__ = [
     "check_triple",
     "describe",
 ]
-
-
-def describe(value: Any) -> str:
-    """A short description of ``value`` for error messages (shape and dtype for tensors)."""
-    if isinstance(value, Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return f"{type(value).__name__} {value!r}"
-
-
-def check_int(name: str, value: Any, minimum: int | None = None) -> int:
-    """Return ``value`` when it is an int (not a bool) ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        expected = "an integer" if minimum is None else f"an integer >= {minimum}"
-        raise BadInputError.for_argument(name, expected, describe(value))
-    if minimum is not None and value < minimum:
-        raise BadInputError.for_argument(name, f"an integer >= {minimum}", describe(value))
-    return value
-
-
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """Return ``value`` when it is one of ``choices``; the error lists them."""
-    if not isinstance(value, str) or value not in choices:
-        listed = ", ".join(repr(choice) for choice in choices)
-        raise BadInputError.for_argument(name, f"one of {listed}", describe(value))
-    return value
 
 
 def check_fraction(name: str, value: Any) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dave_lightning._common import restored_modes
 from dave_lightning.data._checks import (
     check_fraction,
     check_image_batch,
@@ -65,18 +66,13 @@ def confidently_correct(
     batch_size = check_int("batch_size", batch_size, minimum=1)
     parameter = next(model.parameters(), None)
     device = images.device if parameter is None else parameter.device
-    modes = [(module, module.training) for module in model.modules()]
     kept = []
-    try:
+    with restored_modes(model), torch.no_grad():
         model.eval()
-        with torch.no_grad():
-            for start in range(0, images.shape[0], batch_size):
-                logits = model(images[start : start + batch_size].to(device))
-                chunk = labels[start : start + batch_size]
-                kept.append(_correct_and_confident(logits, chunk, min_confidence))
-    finally:
-        for module, training in modes:
-            module.training = training
+        for start in range(0, images.shape[0], batch_size):
+            logits = model(images[start : start + batch_size].to(device))
+            chunk = labels[start : start + batch_size]
+            kept.append(_correct_and_confident(logits, chunk, min_confidence))
     return torch.cat(kept) if kept else torch.zeros(0, dtype=torch.bool)
 
 

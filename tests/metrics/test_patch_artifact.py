@@ -214,7 +214,7 @@ def test_an_empty_batch_gives_no_scores():
         (torch.rand(1, 8, 8), {}, r"multiples of patch_size=16, received height 8"),
         (torch.rand(1, 0, 8), {"patch_size": 4}, r"positive multiples"),
         (torch.rand(1, 8, 8), {"patch_size": 0}, r"`patch_size`: expected an integer >= 1"),
-        (torch.rand(1, 8, 8), {"patch_size": 2.0}, r"`patch_size`: .* received 2.0"),
+        (torch.rand(1, 8, 8), {"patch_size": 2.0}, r"`patch_size`: .* received float 2.0"),
         (torch.rand(1, 8, 8), {"patch_size": (2, -1)}, r"`patch_size\[1\]`: .* >= 1"),
         (torch.rand(1, 8, 8), {"patch_size": (2, 2, 2)}, r"a \(height, width\) pair"),
     ],

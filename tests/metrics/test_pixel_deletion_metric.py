@@ -120,7 +120,7 @@ def test_state_shapes_are_fixed_by_the_options():
     ("options", "match"),
     [
         ({"order": "least"}, r"`order`: expected one of"),
-        ({"steps": 2.0}, r"`steps`: expected an integer >= 1, received 2.0"),
+        ({"steps": 2.0}, r"`steps`: expected an integer >= 1, received float 2.0"),
         ({"max_fraction": -0.1}, r"`max_fraction`"),
         ({"replacement": "noise"}, r"`replacement`"),
         ({"score": "prob"}, r"`score`"),

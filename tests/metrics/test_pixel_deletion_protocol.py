@@ -169,7 +169,7 @@ GOOD = dict(
         ({"target": True}, r"`target`: expected an int"),
         ({"target": -1}, r"`target`: expected class indices >= 0, received -1"),
         ({"target": torch.tensor([0, 5])}, r"`target`: expected class indices < 3 .* received 5"),
-        ({"steps": 0}, r"`steps`: expected an integer >= 1, received 0"),
+        ({"steps": 0}, r"`steps`: expected an integer >= 1, received int 0"),
         ({"max_fraction": 0.0}, r"`max_fraction`: expected a number in \(0, 1\]"),
         ({"max_fraction": 1.5}, r"`max_fraction`"),
         ({"order": "most"}, r"`order`: expected one of 'most_relevant_first', "),

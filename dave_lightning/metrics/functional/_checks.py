@@ -7,23 +7,16 @@ from typing import Any, TypeGuard
 import torch
 from torch import Tensor
 
+from dave_lightning._common import describe
 from dave_lightning.errors import BadInputError
 
 __all__ = [
     "check_attribution_maps",
-    "check_int_option",
     "describe",
     "finite_maps",
     "is_integer_tensor",
     "positive_mass_ratio",
 ]
-
-
-def describe(value: Any) -> str:
-    """Describe a received value for an error message: dtype and shape for tensors."""
-    if isinstance(value, Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return f"{type(value).__name__} {value!r}"
 
 
 def is_integer_tensor(value: Any) -> TypeGuard[Tensor]:
@@ -34,15 +27,6 @@ def is_integer_tensor(value: Any) -> TypeGuard[Tensor]:
         and not value.is_complex()
         and value.dtype != torch.bool
     )
-
-
-def check_int_option(name: str, value: Any, minimum: int = 1, *, odd: bool = False) -> int:
-    """Return ``value`` when it is an int ``>= minimum`` (and odd if asked), else raise."""
-    valid = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-    if not valid or (odd and value % 2 == 0):
-        expected = f"an {'odd ' if odd else ''}integer >= {minimum}"
-        raise BadInputError.for_argument(name, expected, repr(value))
-    return int(value)
 
 
 def check_attribution_maps(attributions: Any, name: str = "attributions") -> Tensor:

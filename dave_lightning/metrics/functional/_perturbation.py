@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dave_lightning._common import restored_modes
+
 __all__ = [
     "evaluation_mode",
     "gaussian_blur_images",
@@ -128,11 +130,6 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
     The flags are restored one by one (not with ``model.train()``), so a model whose submodules
     were in mixed modes gets exactly its modes back, also when the body raises.
     """
-    saved = [(module, module.training) for module in model.modules()]
-    try:
+    with restored_modes(model), torch.no_grad():
         model.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in saved:
-            module.training = training
+        yield

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dave_lightning._common import check_int
 from dave_lightning.errors import BadInputError
 from dave_lightning.metrics.functional._checks import (
     check_attribution_maps,
-    check_int_option,
     describe,
     finite_maps,
     is_integer_tensor,
@@ -36,8 +36,8 @@ __all__ = ["grid_pointing_game"]
 
 
 def _check_grid_options(grid_size: int, smoothing: int) -> None:
-    check_int_option("grid_size", grid_size, minimum=1)
-    check_int_option("smoothing", smoothing, minimum=1, odd=True)
+    check_int("grid_size", grid_size, minimum=1)
+    check_int("smoothing", smoothing, minimum=1, odd=True)
 
 
 def _check_target_cell(target_cell: object, batch: int, grid_size: int) -> Tensor:

@@ -56,10 +56,10 @@ import math
 import torch
 from torch import Tensor
 
+from dave_lightning._common import check_int
 from dave_lightning.errors import BadInputError
 from dave_lightning.metrics.functional._checks import (
     check_attribution_maps,
-    check_int_option,
     finite_maps,
 )
 
@@ -72,14 +72,14 @@ def _check_patch_size(patch_size: object) -> tuple[int, int]:
     """Return ``(ph, pw)`` for an int or a pair of ints >= 1, else raise."""
     if isinstance(patch_size, tuple) and len(patch_size) == 2:
         return (
-            check_int_option("patch_size[0]", patch_size[0], minimum=1),
-            check_int_option("patch_size[1]", patch_size[1], minimum=1),
+            check_int("patch_size[0]", patch_size[0], minimum=1),
+            check_int("patch_size[1]", patch_size[1], minimum=1),
         )
     if isinstance(patch_size, tuple):
         raise BadInputError.for_argument(
             "patch_size", "an int or a (height, width) pair of ints", repr(patch_size)
         )
-    size = check_int_option("patch_size", patch_size, minimum=1)
+    size = check_int("patch_size", patch_size, minimum=1)
     return size, size
 
 
@@ -113,8 +113,8 @@ def patch_artifact_chance_level(height: int, width: int, patch_size: PatchSize =
         0.005082
     """
     patch = _check_patch_size(patch_size)
-    check_int_option("height", height, minimum=1)
-    check_int_option("width", width, minimum=1)
+    check_int("height", height, minimum=1)
+    check_int("width", width, minimum=1)
     _check_divisible(height, width, patch, "height, width")
     if height * width == 1:
         return math.nan

@@ -47,10 +47,10 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor, nn
 
+from dave_lightning._common import check_int
 from dave_lightning.errors import BadInputError
 from dave_lightning.metrics.functional._checks import (
     check_attribution_maps,
-    check_int_option,
     describe,
     finite_maps,
     is_integer_tensor,
@@ -87,7 +87,7 @@ def _check_deletion_options(
     blur_kernel_size: int,
     blur_sigma: float,
 ) -> None:
-    check_int_option("steps", steps, minimum=1)
+    check_int("steps", steps, minimum=1)
     fraction_ok = isinstance(max_fraction, int | float) and not isinstance(max_fraction, bool)
     if not fraction_ok or not 0 < max_fraction <= 1:
         raise BadInputError.for_argument("max_fraction", "a number in (0, 1]", repr(max_fraction))
@@ -99,9 +99,9 @@ def _check_deletion_options(
             "replacement", "a floating tensor broadcastable to (B, C, H, W)", describe(replacement)
         )
     _check_choice("score", score, get_args(DeletionScore))
-    check_int_option("batch_size", batch_size, minimum=1)
-    check_int_option("seed", seed, minimum=0)
-    check_int_option("blur_kernel_size", blur_kernel_size, minimum=1, odd=True)
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("seed", seed, minimum=0)
+    check_int("blur_kernel_size", blur_kernel_size, minimum=1, odd=True)
     sigma_ok = isinstance(blur_sigma, int | float) and not isinstance(blur_sigma, bool)
     if not sigma_ok or not math.isfinite(blur_sigma) or blur_sigma <= 0:
         raise BadInputError.for_argument("blur_sigma", "a positive number", repr(blur_sigma))

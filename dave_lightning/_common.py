@@ -1,0 +1,72 @@
+"""Small helpers every layer shares: argument checks and restoring module modes.
+
+Depends only on torch and :mod:`dave_lightning.errors` (tests check it), so the core, the
+metrics and the data layer can all use it without depending on each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+from torch import Tensor, nn
+
+from dave_lightning.errors import BadInputError
+
+__all__ = ["check_choice", "check_int", "describe", "restored_modes"]
+
+_Choice = TypeVar("_Choice")
+
+
+def describe(value: Any) -> str:
+    """A short description of a received value for error messages (dtype and shape for tensors).
+
+    Example:
+        >>> import torch
+        >>> describe(torch.zeros(2, 3)), describe(0.5)
+        ('a torch.float32 tensor of shape (2, 3)', 'float 0.5')
+    """
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {value!r}"
+
+
+def check_int(name: str, value: Any, minimum: int | None = None, *, odd: bool = False) -> int:
+    """Return ``value`` when it is an int (not a bool) ``>= minimum`` (and odd if asked).
+
+    Example:
+        >>> check_int("steps", 0, minimum=1)
+        Traceback (most recent call last):
+        ...
+        dave_lightning.errors.BadInputError: `steps`: expected an integer >= 1, received int 0.
+    """
+    valid = isinstance(value, int) and not isinstance(value, bool)
+    valid = valid and (minimum is None or value >= minimum) and (not odd or value % 2 == 1)
+    if not valid:
+        kind = "an odd integer" if odd else "an integer"
+        expected = kind if minimum is None else f"{kind} >= {minimum}"
+        raise BadInputError.for_argument(name, expected, describe(value))
+    return int(value)
+
+
+def check_choice(name: str, value: _Choice, choices: Sequence[_Choice]) -> _Choice:
+    """Return ``value`` when it is one of ``choices``; the error lists them."""
+    if value not in choices or isinstance(value, Tensor):
+        listed = ", ".join(repr(choice) for choice in choices)
+        raise BadInputError.for_argument(name, f"one of {listed}", describe(value))
+    return value
+
+
+@contextlib.contextmanager
+def restored_modes(model: nn.Module) -> Iterator[None]:
+    """Put every module's ``training`` flag back on exit, one by one, also when the body raises.
+
+    (``model.train(mode)`` would not: it sets one flag for every submodule, losing mixed modes.)
+    """
+    saved = [(module, module.training) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training in saved:
+            module.training = training
