@@ -38,7 +38,13 @@ from _trained import probe, trained_classifier
 from torch import Tensor, nn
 
 from dave_lightning.attributor import Attributor
-from dave_lightning.calibration import DEFAULT_LEVELS, DEFAULT_TOLERANCE, SensitivityCurve
+from dave_lightning.calibration import (
+    DEFAULT_LEVELS,
+    DEFAULT_TOLERANCE,
+    CalibrationSettings,
+    SensitivityCurve,
+    select_noise_alpha,
+)
 from dave_lightning.data.grids import GridBatch, make_grids
 from dave_lightning.metrics.functional import (
     deletion_auc,
@@ -55,6 +61,7 @@ METRICS = (  # key, column title, higher is better
 )
 GRID_ID_OFFSET = 10_000  # grids draw their DAVE samples apart from the images'
 GOAL_GAP = 2.0  # points
+TOLERANCES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # what-if rows, read off the same curve
 
 
 def column(title: str, higher: bool) -> str:
@@ -249,8 +256,41 @@ def summarise(fixed: dict[float, dict[str, Tensor]], auto: dict[str, Tensor]) ->
     return verdicts
 
 
-def run_model(name: str, args: argparse.Namespace) -> tuple[float, dict[str, Verdict]]:
-    """Train or load one model, sweep it, print its table and summary."""
+Choices = dict[float, tuple[float, dict[str, Verdict]]]  # tolerance -> (alpha, verdicts)
+
+
+def other_tolerances(curve: SensitivityCurve, fixed: dict[float, dict[str, Tensor]]) -> Choices:
+    """The level each tolerance would pick from the same curve, scored by the sweep's run there.
+
+    No new attribution: the picked level is one of the swept ones (tolerances whose pick was not
+    swept are left out).
+    """
+    choices: Choices = {}
+    for tolerance in TOLERANCES:
+        settings = CalibrationSettings(curve.levels, tolerance)  # DAVE's other defaults
+        alpha = select_noise_alpha(curve.per_image, curve.used, settings).noise_alpha
+        if alpha in fixed:
+            verdicts = {
+                key: compare(fixed, fixed[alpha][key], key, higher) for key, _, higher in METRICS
+            }
+            choices[tolerance] = (alpha, verdicts)
+    return choices
+
+
+def print_choices(choices: Choices) -> None:
+    print("| tolerance | α | " + " | ".join(column(t, h) for _, t, h in METRICS) + " |")
+    print("|---|---|" + "---|" * len(METRICS))
+    for tolerance, (alpha, verdicts) in choices.items():
+        mark = " (default)" if tolerance == DEFAULT_TOLERANCE else ""
+        cells = [
+            f"{verdicts[key].gap:.1f} / {verdicts[key].margin:.1f} ({verdicts[key].status})"
+            for key, _, _ in METRICS
+        ]
+        print(f"| {tolerance:g}{mark} | {alpha:.2f} | " + " | ".join(cells) + " |")
+
+
+def run_model(name: str, args: argparse.Namespace) -> tuple[float, dict[str, Verdict], Choices]:
+    """Train or load one model, sweep it, print its tables and summary."""
     start = time.perf_counter()
     module, val = trained_classifier(name, quick=args.quick, seed=args.seed)
     model = module.model
@@ -272,10 +312,36 @@ def run_model(name: str, args: argparse.Namespace) -> tuple[float, dict[str, Ver
     print()
     verdicts = summarise(fixed, auto)
     print(
+        "\nthe level other tolerances would pick from this curve: gap to best / margin over worst\n"
+    )
+    choices = other_tolerances(curve, fixed)
+    print_choices(choices)
+    print(
         f"\n({name}: model {trained - start:.0f} s, sweep {time.perf_counter() - trained:.0f} s)",
         flush=True,
     )
-    return curve.noise_alpha, verdicts
+    return curve.noise_alpha, verdicts, choices
+
+
+def print_tolerance_summary(results: dict[str, Choices]) -> None:
+    """Per tolerance: the largest gap to the best level over the models, and goals met."""
+    print(
+        "\n### every tolerance over all models: largest gap to the best level (points), goals met\n"
+    )
+    print("| tolerance | α per model | " + " | ".join(column(t, h) for _, t, h in METRICS) + " |")
+    print("|---|---|" + "---|" * len(METRICS))
+    for tolerance in TOLERANCES:
+        picks = [choices[tolerance] for choices in results.values() if tolerance in choices]
+        if len(picks) < len(results):
+            continue
+        alphas = ", ".join(f"{alpha:g}" for alpha, _ in picks)
+        cells = []
+        for key, _, _ in METRICS:
+            verdicts = [v[key] for _, v in picks]
+            met = sum(v.status == "met" for v in verdicts)
+            cells.append(f"{max(v.gap for v in verdicts):.1f} (met {met}/{len(verdicts)})")
+        mark = " (default)" if tolerance == DEFAULT_TOLERANCE else ""
+        print(f"| {tolerance:g}{mark} | {alphas} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -291,12 +357,13 @@ def main() -> None:
     print("\n### summary: auto's gap to the best fixed level / margin over the worst (points)\n")
     print("| model | α | " + " | ".join(column(t, h) for _, t, h in METRICS) + " |")
     print("|---|---|" + "---|" * len(METRICS))
-    for name, (alpha, verdicts) in results.items():
+    for name, (alpha, verdicts, _) in results.items():
         cells = [
             f"{verdicts[key].gap:.1f} / {verdicts[key].margin:.1f} ({verdicts[key].status})"
             for key, _, _ in METRICS
         ]
         print(f"| {name} | {alpha:.2f} | " + " | ".join(cells) + " |")
+    print_tolerance_summary({name: choices for name, (_, _, choices) in results.items()})
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 
