@@ -17,13 +17,20 @@ label; the small models are rarely 90 % confident, so there is no confidence fil
 mean ± standard error in points (percent) over images (GridPG: over cells). Per metric, the
 summary gives auto's gap to the best fixed level and its margin over the worst, each ± the
 standard error of the paired difference. Goal (issue 7): gap <= 2 points, and a clear margin,
-taken here as >= 2 points and >= 2 standard errors. The best of ten noisy means is biased upward
-(it is picked on the same data), so a gap within its standard error is noise.
+taken here as >= 2 points and >= 2 standard errors; ``flat`` marks a metric whose whole sweep
+spans less than 2 points (no level can beat another clearly). The best of ten noisy means is
+biased upward (it is picked on the same data), so a gap within its standard error is noise.
 
-Run (one thread; a first run trains and caches the models in ``benchmarks/.cache``):
+A second table per model reads the level that other calibration tolerances would pick off the same
+sensitivity curve and scores it with the sweep's run at that level (no new attribution): how
+sensitive the verdict is to ``DEFAULT_TOLERANCE``. It is in-sample, so it can reject a tolerance
+but is weak evidence for tuning one.
 
-    PYTHONPATH=$PWD python benchmarks/noise_alpha_evidence.py            # 3 models, ~20 min
-    PYTHONPATH=$PWD python benchmarks/noise_alpha_evidence.py --quick    # 2 quick models, ~5 min
+Run (one thread; a first run trains and caches the models in ``benchmarks/.cache``, about 7 min
+for the three full models and 2 min for the two quick ones):
+
+    PYTHONPATH=$PWD python benchmarks/noise_alpha_evidence.py            # 3 models, ~10 min
+    PYTHONPATH=$PWD python benchmarks/noise_alpha_evidence.py --quick    # 2 quick models, ~2 min
 """
 
 from __future__ import annotations
