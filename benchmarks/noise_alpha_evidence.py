@@ -107,7 +107,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, help="DAVE samples (default 24; quick 12)")
     parser.add_argument("--models", nargs="+", help="settings of _trained.py (default: all)")
     parser.add_argument("--levels", type=float, nargs="+", default=list(DEFAULT_LEVELS))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds training (a new seed trains new models), DAVE, grids",
+    )
     args = parser.parse_args()
     defaults = {
         "images": 48,
@@ -146,9 +151,14 @@ def score(dave: Attributor, model: nn.Module, data: ProbeSet, seed: int) -> dict
     """Per-item scores of one attributor: GridPG per cell, EnergyPG and deletion AUC per image."""
     maps = dave.attribute(data.images, data.labels, image_ids=data.ids)
     fractions, curves = pixel_deletion(
-        model, data.images, maps, data.labels, order="most_relevant_first", seed=seed,
+        model,
+        data.images,
+        maps,
+        data.labels,
+        order="most_relevant_first",
+        seed=seed,
         image_ids=data.ids,
-    )  # fmt: skip
+    )
     grids = data.grids
     grid_maps = dave.attribute(grids.images, grids.targets, image_ids=data.grid_ids)
     return {
