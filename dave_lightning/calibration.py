@@ -64,18 +64,17 @@ import torch
 from torch import Tensor, nn
 
 from dave_lightning._common import check_int
+from dave_lightning._noise_sensitivity import measure_retained
 from dave_lightning.attributor import (
     Target,
     attribution_session,
     check_images,
-    check_target_range,
     expected_in_channels,
     model_num_classes,
     parse_image_ids,
     parse_target,
 )
 from dave_lightning.errors import BadInputError
-from dave_lightning.transforms import add_noise, slot_noise, slot_seed
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -103,7 +102,6 @@ DEFAULT_NUM_DRAWS = 4
 
 Statistic = Literal["probability", "margin"]
 _STATISTICS = ("probability", "margin")
-_DRAW_STREAM = 1 << 40  # draw d is keyed as sample _DRAW_STREAM + d: apart from DAVE's samples
 
 
 class CalibrationWarning(UserWarning):
@@ -308,96 +306,22 @@ def run_calibration(
     with attribution_session(model, images.device.type, autocast_dtype), torch.no_grad():
         inputs = images.detach().clone() if images.is_inference() else images.detach()
         targets = targets.to(images.device)
-        per_pair, used = _measure(model, inputs, targets, ids, settings, seed, max_batch_size)
+        per_pair, used = measure_retained(
+            model,
+            inputs,
+            targets,
+            ids,
+            settings.levels,
+            settings.num_draws,
+            settings.statistic,
+            seed=seed,
+            max_batch_size=max_batch_size,
+        )
         # inside the session: the curve's tensors are ordinary ones even under inference_mode
         curve = select_noise_alpha(per_pair, used, settings, stacklevel=stacklevel + 1)
     if single:
         curve = _squeeze_single(curve)
     return curve.noise_alpha, curve
-
-
-def _noisy_inputs(
-    images: Tensor, slots: Tensor, noisy_levels: Tensor, draws: int, ids: list[int], seed: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The model inputs of one chunk of slots, with each slot's image, level and clean flag.
-
-    Slot ``s`` of image ``i = s // S`` (``S = 1 + L' · draws``) is the clean image when
-    ``s % S == 0``, else draw ``d`` at noisy level ``j`` with ``s % S - 1 = j · draws + d``.
-    """
-    per_image = 1 + len(noisy_levels) * draws
-    image_index, rest = slots // per_image, slots % per_image
-    clean = rest == 0
-    level_index, draw = (rest - 1).clamp(min=0) // draws, (rest - 1).clamp(min=0) % draws
-    originals = images[image_index.to(images.device)]
-    noise = torch.zeros_like(originals)
-    level = torch.zeros(len(slots), dtype=torch.float64)
-    rows = (~clean).nonzero().flatten()
-    if len(rows):
-        level[rows] = noisy_levels[level_index[rows]]
-        seeds = [
-            slot_seed(seed, ids[i], _DRAW_STREAM + d)
-            for i, d in zip(image_index[rows].tolist(), draw[rows].tolist(), strict=True)
-        ]
-        noise[rows.to(images.device)] = slot_noise(
-            seeds, images.shape[1:], images.device, images.dtype
-        )
-    return add_noise(originals, level, noise), image_index, level_index, clean
-
-
-def _statistics(logits: Tensor, targets: Tensor, statistic: str) -> tuple[Tensor, Tensor]:
-    """``(score, margin)`` of each row's targets, ``(n, K)`` float64 on the CPU."""
-    if logits.dim() != 2 or logits.shape[0] != targets.shape[0] or logits.shape[1] < 2:
-        raise BadInputError.for_argument(
-            "model",
-            f"a classifier returning ({targets.shape[0]}, num_classes) logits, num_classes >= 2",
-            f"an output of shape {tuple(logits.shape)}",
-        )
-    check_target_range(targets, logits.shape[1])
-    values = logits.detach().double()
-    target_logit = values.gather(1, targets)
-    others = values[:, None, :].expand(-1, targets.shape[1], -1).clone()
-    others.scatter_(2, targets[..., None], -torch.inf)
-    margin = target_logit - others.amax(dim=2)
-    if statistic == "margin":
-        return margin.cpu(), margin.cpu()
-    excess = values.softmax(dim=1).gather(1, targets) - 1.0 / values.shape[1]  # above chance
-    return excess.cpu(), margin.cpu()
-
-
-def _measure(
-    model: nn.Module,
-    images: Tensor,
-    targets: Tensor,
-    ids: list[int],
-    settings: CalibrationSettings,
-    seed: int,
-    max_batch_size: int,
-) -> tuple[Tensor, Tensor]:
-    """``(per_pair, used)``: ``(B, K, L)`` retained fractions (NaN where unused), ``(B, K)``."""
-    levels = torch.tensor(settings.levels, dtype=torch.float64)
-    noisy_levels, draws = levels[levels > 0], settings.num_draws
-    batch, pairs = targets.shape
-    clean_score = torch.zeros(batch, pairs, dtype=torch.float64)
-    clean_margin = torch.zeros(batch, pairs, dtype=torch.float64)
-    sums = torch.zeros(batch, len(noisy_levels), pairs, dtype=torch.float64)
-    slots = torch.arange(batch * (1 + len(noisy_levels) * draws))
-    for chunk in slots.split(max_batch_size):
-        inputs, image_index, level_index, clean = _noisy_inputs(
-            images, chunk, noisy_levels, draws, ids, seed
-        )
-        score, margin = _statistics(
-            model(inputs), targets[image_index.to(targets.device)], settings.statistic
-        )
-        clean_score[image_index[clean]] = score[clean]
-        clean_margin[image_index[clean]] = margin[clean]
-        noisy = ~clean
-        sums.index_put_((image_index[noisy], level_index[noisy]), score[noisy], accumulate=True)
-    used = (clean_margin > 0) & (clean_score > 0)  # the clean top class (above chance)
-    per_pair = torch.ones(batch, pairs, len(levels), dtype=torch.float64)
-    kept = (sums / draws / clean_score[:, None, :]).clamp(0.0, 1.0)
-    per_pair[..., levels > 0] = kept.permute(0, 2, 1)
-    per_pair[~used] = torch.nan
-    return per_pair, used
 
 
 def select_noise_alpha(
