@@ -41,6 +41,7 @@ The first run also trains the models (about 1-3 minutes each on 2 cores, then ca
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -258,6 +259,8 @@ def print_references(
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    for logger in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(logger).setLevel(logging.ERROR)  # quiet the first run's training
     print(
         f"# Attribution methods compared on trained ViTs ({'quick' if args.quick else 'full'})\n\n"
         f"torch {torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} "
