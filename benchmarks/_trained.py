@@ -11,7 +11,8 @@ Settings (the demo's CPU-sized ViT on 64-pixel images):
   shortcut; its validation split carries the same mark.
 
 ``quick=True`` trains on fewer images for fewer epochs. Checkpoints are cached in
-``benchmarks/.cache`` keyed by every setting, so a second run is instant.
+``benchmarks/.cache`` keyed by every setting and the number of CPU threads (float reductions,
+and so the trained weights, depend on it), so a second run with the same settings is instant.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def config_for(name: str, quick: bool = False, seed: int = 0) -> DemoConfig:
 
 
 def _key(config: DemoConfig) -> str:
+    """Every setting plus the thread count: training is reproducible only at a fixed count."""
     fields = {
         k: str(v) for k, v in dataclasses.asdict(config).items() if k not in ("out", "progress")
     }
+    fields["threads"] = str(torch.get_num_threads())
     return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
