@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -224,10 +225,13 @@ def _detach_output_hook(module: nn.Module, inputs: Any, output: Tensor) -> Tenso
     return output.detach()
 
 
-def _effective_layer_norm(self: nn.LayerNorm, x: Tensor) -> Tensor:
-    return frozen_scale_layer_norm(
-        x, tuple(self.normalized_shape), self.weight, self.bias, self.eps
-    )
+def _parameter(value: Tensor | None, detach: bool) -> Tensor | None:
+    return value.detach() if detach and value is not None else value
+
+
+def _effective_layer_norm(self: nn.LayerNorm, x: Tensor, detach: bool = True) -> Tensor:
+    weight, bias = _parameter(self.weight, detach), _parameter(self.bias, detach)
+    return frozen_scale_layer_norm(x, tuple(self.normalized_shape), weight, bias, self.eps)
 
 
 def _effective_gelu(self: nn.Module, x: Tensor) -> Tensor:
@@ -242,8 +246,10 @@ def _effective_quick_gelu(self: nn.Module, x: Tensor) -> Tensor:
     return frozen_gate_quick_gelu(x)
 
 
-def _effective_qkv(self: nn.Linear, x: Tensor) -> Tensor:
-    return value_only_qkv(x, self.weight, self.bias, 2 * self.out_features // 3)
+def _effective_qkv(self: nn.Linear, x: Tensor, detach: bool = True) -> Tensor:
+    weight, bias = _parameter(self.weight, detach), _parameter(self.bias, detach)
+    assert weight is not None
+    return value_only_qkv(x, weight, bias, 2 * self.out_features // 3)
 
 
 def _gelu_forward(module: nn.Module) -> Callable[..., Tensor]:
@@ -254,11 +260,14 @@ def _gelu_forward(module: nn.Module) -> Callable[..., Tensor]:
     return _effective_gelu
 
 
-def _apply(model: nn.Module, restorer: _Restorer) -> None:
+def _apply(model: nn.Module, restorer: _Restorer, parameter_gradients: bool) -> None:
+    detach = not parameter_gradients
+    layer_norm = functools.partial(_effective_layer_norm, detach=detach)
+    qkv_projection = functools.partial(_effective_qkv, detach=detach)
     for module in model.modules():
         kind = type(module)
         if kind in _LAYER_NORMS:
-            restorer.override_forward(module, _effective_layer_norm)
+            restorer.override_forward(module, layer_norm)
         elif kind in _GELUS:
             restorer.override_forward(module, _gelu_forward(module))
         elif kind in _ATTENTIONS:
@@ -269,12 +278,14 @@ def _apply(model: nn.Module, restorer: _Restorer) -> None:
                     restorer.detach_output(part)
             qkv = module.qkv
             assert isinstance(qkv, nn.Linear)  # checked by _problem_with_known
-            restorer.override_forward(qkv, _effective_qkv)
+            restorer.override_forward(qkv, qkv_projection)
 
 
 @contextlib.contextmanager
 def effective_mode(
-    model: nn.Module, affine_modules: Sequence[type[nn.Module]] = ()
+    model: nn.Module,
+    affine_modules: Sequence[type[nn.Module]] = (),
+    parameter_gradients: bool = False,
 ) -> Iterator[nn.Module]:
     """Put ``model`` into DAVE's effective (frozen-operator) mode for the duration of a block.
 
@@ -287,6 +298,10 @@ def effective_mode(
             assembled from the supported modules, e.g. a LightningModule holding one.
         affine_modules: Extra module classes the caller vouches for as affine (for example a
             custom input normalisation); they are left as they are.
+        parameter_gradients: By default the weights of the overridden LayerNorms and qkv
+            projections are used detached, so they get no gradient: custom autograd functions
+            cannot tell that only the input gradient is wanted, and would otherwise compute
+            weight gradients nobody reads. ``True`` keeps them (slower backward).
 
     Yields:
         The same ``model``.
@@ -310,7 +325,7 @@ def effective_mode(
     check_supported(model, affine_modules)
     restorer = _Restorer()
     try:
-        _apply(model, restorer)
+        _apply(model, restorer, parameter_gradients)
         yield model
     finally:
         restorer.restore_all()

@@ -353,3 +353,22 @@ def test_user_vouched_affine_modules_and_ignored_members_are_accepted() -> None:
     model.loss = nn.CrossEntropyLoss()  # losses held beside the network are not part of forward
     with effective_mode(model, affine_modules=(_Normalize,)):
         pass
+
+
+def test_parameter_gradients_are_skipped_by_default_and_kept_on_request() -> None:
+    torch.manual_seed(0)
+    model = tiny_vit().double().eval()
+    x = torch.randn(2, 3, 32, 32, dtype=DOUBLE, requires_grad=True)
+    with effective_mode(model):
+        model(x)[:, 0].sum().backward()
+    assert model.blocks[0].norm1.weight.grad is None
+    assert model.blocks[0].attn.qkv.weight.grad is None
+    assert model.blocks[0].mlp.fc1.weight.grad is not None  # plain modules are left as they are
+    effective_input_gradient = x.grad.clone()
+    model.zero_grad(set_to_none=True)
+    x.grad = None
+    with effective_mode(model, parameter_gradients=True):
+        model(x)[:, 0].sum().backward()
+    torch.testing.assert_close(x.grad, effective_input_gradient)
+    assert model.blocks[0].norm1.weight.grad is not None
+    assert model.blocks[0].attn.qkv.weight.grad is not None
