@@ -320,7 +320,6 @@ class DAVE(Attributor):
     def _attribute(self, images: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
         batch, channels, height, width = images.shape
         per_image = self.num_samples * targets.shape[1] * channels * height * width
-        group_size = 1
         if self.aggregation == "robust":
             budget = self.memory_budget_mb * _BYTES_PER_MB
             group_size = max(1, math.floor(budget / (per_image * images.element_size())))
