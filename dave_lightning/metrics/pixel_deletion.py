@@ -146,9 +146,14 @@ class PixelDeletion(Metric):
     ) -> None:
         """Add the deletion curves of a batch; ``model`` is used, not kept.
 
-        ``image_ids`` key each image's tie-breaking permutation (default: positions in the
-        batch); pass dataset indices so results do not depend on batching or on the process.
+        ``image_ids`` key each image's tie-breaking permutation. By default images are numbered
+        in the order this metric receives them (0, 1, … across ``update`` calls since the last
+        ``reset``), so several updates equal one call in a single process; under DDP pass
+        dataset indices so that results do not depend on how the images are shared out.
         """
+        if image_ids is None:
+            seen = int(self.count) + int(self.num_nan)
+            image_ids = torch.arange(seen, seen + images.shape[0])
         curves, finite = _pixel_deletion_update(
             model,
             images,

@@ -114,6 +114,17 @@ def test_empty_regions_give_nan():
     assert torch.isnan(energy_pointing_game(maps, all_false)).all()
 
 
+def test_a_non_finite_map_with_boxes_gives_nan():
+    maps = random_maps(3, 4, 4, torch.float64, seed=6).abs() + 0.1
+    maps[0, 3, 3] = NAN
+    maps[1, 3, 3] = float("inf")
+    box = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    scores = energy_pointing_game(maps, [box, box, box])
+    assert math.isnan(scores[0])
+    assert math.isnan(scores[1])
+    assert scores[2] == pytest.approx(float(maps[2, :2, :2].sum() / maps[2].sum()))
+
+
 def test_class_equals_functional_accumulates_and_counts():
     maps = random_maps(8, 5, 7, torch.float64, seed=5)
     maps[2, 1, 1] = NAN

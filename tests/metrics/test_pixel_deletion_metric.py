@@ -149,3 +149,21 @@ def test_paper_setting_runs_with_a_tiny_vit_like_model():
     assert float(result["fractions"][-1]) == pytest.approx(0.9)
     assert 0.0 <= float(result["auc"]) <= 1.0
     assert metric.higher_is_better is True
+
+
+def test_tied_maps_accumulated_over_updates_equal_one_call():
+    # Rounded maps are full of ties, so the result depends on each image's tie-breaking
+    # permutation: the default numbering must run across `update` calls.
+    model, images, maps, target = setup(6, torch.float64)
+    maps = maps.round()
+    whole = PixelDeletion(**OPTIONS).set_dtype(torch.float64)
+    whole.update(model, images, maps, target)
+    parts = PixelDeletion(**OPTIONS).set_dtype(torch.float64)
+    for chunk in (slice(0, 2), slice(2, 6)):
+        parts.update(model, images[chunk], maps[chunk], target[chunk])
+    torch.testing.assert_close(parts.per_sample_auc(), whole.per_sample_auc())
+    by_position = PixelDeletion(**OPTIONS).set_dtype(torch.float64)
+    for chunk in (slice(0, 2), slice(2, 6)):  # ids restart at 0: other permutations
+        ids = torch.arange(chunk.stop - chunk.start)
+        by_position.update(model, images[chunk], maps[chunk], target[chunk], image_ids=ids)
+    assert not torch.allclose(by_position.per_sample_auc(), whole.per_sample_auc())

@@ -183,6 +183,13 @@ GOOD = dict(
         ({"seed": -1}, r"`seed`: expected an integer >= 0"),
         ({"blur_kernel_size": 4}, r"`blur_kernel_size`: expected an odd integer"),
         ({"blur_sigma": 0.0}, r"`blur_sigma`: expected a positive number"),
+        ({"image_ids": [1, 2, 3]}, r"`image_ids`: expected 2 integers, one per image"),
+        ({"image_ids": [0.5, 1.5]}, r"`image_ids`: expected 2 integers"),
+        # checked even when no map is finite and no pass is run
+        (
+            {"attributions": torch.full((2, HEIGHT, WIDTH), float("nan")), "image_ids": [1]},
+            r"`image_ids`: expected 2 integers",
+        ),
     ],
 )
 def test_bad_inputs(change, match):

@@ -10,7 +10,9 @@ Choices made here, where the protocol leaves room:
 
 * ``smoothing`` (odd, 1 = off) applies an average pool with stride 1 and zero padding counted in
   the average (``F.avg_pool2d`` defaults) **before** negative values are clipped, as in localisation
-  evaluations that smooth coarse maps; smoothing redistributes mass near cell borders only.
+  evaluations that smooth coarse maps. Because it comes first, it also lets
+  nearby positive and negative values cancel, and the zero padding loses some mass at the image
+  border.
 * Cells are ``H / grid_size`` by ``W / grid_size`` pixels, indexed row-major: cell ``c`` is row
   ``c // grid_size``, column ``c % grid_size``. H and W must divide by ``grid_size``.
 * A map containing NaN or ±inf gets a NaN score (the class counts and excludes it).

@@ -24,8 +24,9 @@ Other choices:
 
 * Ties in the attribution are broken by a seeded random permutation per image, keyed by
   ``(seed, image_id)`` (a local ``torch.Generator`` on the CPU, so the global RNG is untouched
-  and results depend neither on the device nor on the batch), never by pixel index, which would
-  favour the top of the image.
+  and results do not depend on the device), never by pixel index, which would favour the top of
+  the image. ``image_id`` defaults to the image's position in the batch: pass ``image_ids``
+  (e.g. dataset indices) so that tied maps give the same curves however the images are batched.
 * ``replacement="blur"`` follows the paper's script: a Gaussian blur of the image (31x31,
   sigma = 7 by default; ``blur_kernel_size``/``blur_sigma``) with mirrored borders, in the model's
   (normalised) input space. ``"zero"`` is 0 in that space (the dataset mean for standard
@@ -254,10 +255,10 @@ def _pixel_deletion_update(
     finite = finite_maps(maps)
     kept = finite.nonzero()[:, 0]
     batch, _, height, width = images.shape
+    ids = _check_image_ids(image_ids, batch)
     if kept.numel() == 0:
         dtype = torch.promote_types(images.dtype, torch.float32)
         return images.new_full((batch, steps + 1), float("nan"), dtype=dtype), finite
-    ids = _check_image_ids(image_ids, batch)
     seeds = [permutation_seed(seed, ids[int(i)]) for i in kept]
     ranks = removal_ranks(maps.index_select(0, kept), order, seeds)
     counts = step_counts(steps, max_fraction, height * width, images.device).to(ranks.dtype)
