@@ -7,7 +7,8 @@ while every forward value stays exactly what the model computes normally:
 * attention: the softmax matrix is constant (the outputs of each attention's ``q_norm`` and
   ``k_norm`` are detached, so gradient flows through ``v`` only and timm's own fused or unfused
   kernel, attention masks and ``is_causal`` handling stay in place; a sigmoid output gate, when the
-  attention has one, is constant too);
+  attention has one, is constant too; on the CPU the fused kernel's backward is replaced by a
+  value-only one, see :mod:`dave_lightning._value_only_attention`);
 * LayerNorm: ``1 / sqrt(var + eps)`` is constant;
 * GELU (exact, tanh, QuickGELU): the gate ``GELU(x) / x`` is constant.
 
@@ -59,6 +60,7 @@ from dave_lightning._frozen_ops import (
     frozen_scale_layer_norm,
     value_only_qkv,
 )
+from dave_lightning._value_only_attention import ValueOnlyAttentionMode
 from dave_lightning.errors import UnsupportedModelError
 
 __all__ = ["SUPPORTED_MODULES", "check_supported", "effective_mode"]
@@ -216,6 +218,14 @@ class _Restorer:
         handle = module.register_forward_hook(_detach_output_hook)
         self.undo.append(handle.remove)
 
+    def enter(self, context: contextlib.AbstractContextManager[Any]) -> None:
+        context.__enter__()
+
+        def leave() -> None:
+            context.__exit__(None, None, None)
+
+        self.undo.append(leave)
+
     def restore_all(self) -> None:
         while self.undo:
             self.undo.pop()()
@@ -279,6 +289,8 @@ def _apply(model: nn.Module, restorer: _Restorer, parameter_gradients: bool) -> 
             qkv = module.qkv
             assert isinstance(qkv, nn.Linear)  # checked by _problem_with_known
             restorer.override_forward(qkv, qkv_projection)
+    # the fused kernel then sees constant q and k: give it the value-only backward
+    restorer.enter(ValueOnlyAttentionMode())
 
 
 @contextlib.contextmanager

@@ -1,0 +1,119 @@
+"""The value-only attention backward against the library's own gradient, and where it applies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dave_lightning import _value_only_attention
+from dave_lightning._value_only_attention import ValueOnlyAttentionMode, value_only_attention
+from dave_lightning.effective import effective_mode
+from tests.conftest import tiny_vit
+
+DOUBLE = torch.float64
+BATCH, HEADS, QUERIES, KEYS, WIDTH = 3, 2, 5, 7, 4
+
+
+def _qkv(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    q = torch.randn(BATCH, HEADS, QUERIES, WIDTH, generator=generator, dtype=DOUBLE)
+    k = torch.randn(BATCH, HEADS, KEYS, WIDTH, generator=generator, dtype=DOUBLE)
+    v = torch.randn(BATCH, HEADS, KEYS, WIDTH + 1, generator=generator, dtype=DOUBLE)
+    return q, k, v
+
+
+def _masks() -> dict[str, dict[str, Any]]:
+    generator = torch.Generator().manual_seed(1)
+    keep = torch.rand(QUERIES, KEYS, generator=generator) > 0.4
+    keep[:, 0] = True  # every query sees at least one key
+    per_image = torch.rand(BATCH, 1, QUERIES, KEYS, generator=generator) > 0.4
+    per_image[..., 0] = True
+    return {
+        "none": {},
+        "scale": {"scale": 0.3},
+        "bool-shared": {"attn_mask": keep},
+        "bool-per-image": {"attn_mask": per_image},
+        "additive": {"attn_mask": torch.randn(QUERIES, KEYS, generator=generator, dtype=DOUBLE)},
+        "causal": {"is_causal": True},
+    }
+
+
+def _library_value_gradient(q, k, v, grad_output, **options) -> torch.Tensor:
+    leaf = v.clone().requires_grad_(True)
+    out = F.scaled_dot_product_attention(q, k, leaf, **options)
+    return torch.autograd.grad(out, leaf, grad_output)[0]
+
+
+@pytest.mark.parametrize("case", list(_masks()))
+@pytest.mark.parametrize("slices", [False, True], ids=["whole", "sliced"])
+def test_value_gradient_and_output_equal_the_library(case, slices, monkeypatch):
+    options = _masks()[case]
+    if slices:  # one image's attention matrix per backward slice
+        monkeypatch.setattr(_value_only_attention, "_MAX_SCORES", HEADS * QUERIES * KEYS)
+    q, k, v = _qkv()
+    grad_output = torch.randn(BATCH, HEADS, QUERIES, WIDTH + 1, dtype=DOUBLE)
+    leaf = v.clone().requires_grad_(True)
+    out = value_only_attention(q, k, leaf, **options)
+    (mine,) = torch.autograd.grad(out, leaf, grad_output)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, **options))
+    torch.testing.assert_close(mine, _library_value_gradient(q, k, v, grad_output, **options))
+
+
+def _rerouted(**options: Any) -> bool:
+    q, k, v = (t.float() for t in _qkv())
+    q.requires_grad_(options.pop("q_grad", False))
+    v.requires_grad_(True)
+    with ValueOnlyAttentionMode():
+        out = F.scaled_dot_product_attention(q, k, v, **options)
+    return out.grad_fn is not None and out.grad_fn.name() == "_ValueOnlyAttentionBackward"
+
+
+def test_the_mode_reroutes_only_constant_queries_and_keys_without_dropout():
+    assert _rerouted()
+    assert _rerouted(attn_mask=torch.ones(QUERIES, KEYS, dtype=torch.bool))
+    assert not _rerouted(q_grad=True)  # q's gradient is wanted: the library computes it
+    assert not _rerouted(dropout_p=0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _rerouted()
+    with torch.no_grad():
+        q, k, v = _qkv()
+        with ValueOnlyAttentionMode():
+            assert F.scaled_dot_product_attention(q, k, v).grad_fn is None
+
+
+def _attention_backward_names(model: torch.nn.Module, x: torch.Tensor) -> set[str]:
+    """Names of the attention nodes in the backward graph of ``model(x)``."""
+    visited: list[Any] = []  # keeps the node wrappers alive, so that their ids stay unique
+    seen: set[int] = set()
+    names: set[str] = set()
+    pending = [model(x.requires_grad_(True)).sum().grad_fn]
+    while pending:
+        node = pending.pop()
+        if node is None or id(node) in seen:
+            continue
+        visited.append(node)
+        seen.add(id(node))
+        names.add(node.name())
+        pending.extend(next_node for next_node, _ in node.next_functions)
+    return {name for name in names if "ttention" in name}
+
+
+def _library_attention_outside_any_mode() -> bool:
+    q, k, v = _qkv()
+    out = F.scaled_dot_product_attention(q, k, v.requires_grad_(True))
+    return out.grad_fn.name() != "_ValueOnlyAttentionBackward"
+
+
+def test_effective_mode_uses_it_for_fused_attention_and_leaves_no_mode_behind():
+    model = tiny_vit(fused=True).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with effective_mode(model):
+        assert _attention_backward_names(model, x.clone()) == {"_ValueOnlyAttentionBackward"}
+    assert "_ValueOnlyAttentionBackward" not in _attention_backward_names(model, x.clone())
+    assert _library_attention_outside_any_mode()
+    with pytest.raises(RuntimeError, match="boom"), effective_mode(model):
+        raise RuntimeError("boom")
+    assert _library_attention_outside_any_mode()
