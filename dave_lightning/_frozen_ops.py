@@ -225,6 +225,8 @@ class _ValueOnlyQKV(torch.autograd.Function):
         ctx: Any, grad_output: Tensor
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         x, weight = ctx.saved_tensors
+        # under autocast the forward ran in lower precision: follow grad_output's dtype
+        x, weight = x.to(grad_output.dtype), weight.to(grad_output.dtype)
         start = ctx.value_start
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:

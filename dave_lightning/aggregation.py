@@ -22,6 +22,7 @@ OUTLIER_THRESHOLD = 2.5
 """Samples farther than this many robust standard deviations from the median are dropped."""
 
 _MAD_FLOOR = 1e-8
+_WORKSPACE_ELEMENTS = 1 << 22  # samples reduced at once: the temporaries stay near 100 MB
 
 
 def _sorted_last(values: Tensor) -> Tensor:
@@ -70,6 +71,18 @@ def robust_mean(samples: Tensor, dim: int) -> Tensor:
         ``samples`` with ``dim`` reduced.
     """
     values = samples.movedim(dim, -1)
+    rows = values.reshape(-1, values.shape[-1])
+    step = max(1, _WORKSPACE_ELEMENTS // max(1, rows.shape[-1]))
+    if rows.shape[0] <= step:
+        return _robust_mean_rows(rows).reshape(values.shape[:-1])
+    out = rows.new_empty(rows.shape[0])
+    for start in range(0, rows.shape[0], step):  # bounds the temporaries, not the result
+        out[start : start + step] = _robust_mean_rows(rows[start : start + step])
+    return out.reshape(values.shape[:-1])
+
+
+def _robust_mean_rows(values: Tensor) -> Tensor:
+    """:func:`robust_mean` over the last dimension of a 2-D tensor."""
     center = median(values, dim=-1)
     deviation = (values - center[..., None]).abs()
     spread = median(deviation, dim=-1)

@@ -136,11 +136,22 @@ def _calibration_settings(options: Mapping[str, Any] | None) -> CalibrationSetti
     return CalibrationSettings(**options)
 
 
+def _add_per_image(total: Tensor, image_index: Tensor, maps: Tensor) -> None:
+    """``total[i] += the sum of image i's maps`` in a fixed order (CUDA's ``index_add_`` is not).
+
+    Chunks are image-major, so each image's maps are one consecutive run.
+    """
+    images, counts = torch.unique_consecutive(image_index, return_counts=True)
+    for image, run in zip(images.tolist(), maps.split(counts.tolist()), strict=True):
+        total[image] += run.sum(dim=0)
+
+
 class DAVE(Attributor):
     """Distribution-aware Attribution via ViT Gradient dEcomposition.
 
     Cost: ``num_samples`` forward and backward passes per image, stacked into batches of up to
-    ``max_batch_size`` model inputs. Results are bitwise reproducible for a seed and equal (to float
+    ``max_batch_size`` model inputs. Results are bitwise reproducible for a seed on the CPU (on a
+    GPU to float tolerance: the warp's backward there adds with atomics) and equal (to float
     tolerance) for any ``max_batch_size``; the randomness of an image depends only on ``seed``,
     its ``image_id`` and the sample index. Each call starts from ``seed`` again, so the same images
     get the same maps on every call while the model is unchanged.
@@ -170,7 +181,8 @@ class DAVE(Attributor):
         max_batch_size: Largest number of model inputs per forward/backward pass.
         seed: Seed of every random draw.
         memory_budget_mb: Soft limit for the robust aggregation's per-sample buffer; images are
-            processed in groups that fit it (at least one image per group).
+            processed in groups that fit it (at least one image per group). The aggregation's
+            own workspace is bounded separately (about 100 MB, whatever the buffer).
         autocast_dtype: ``None`` computes in float32 (or the input's dtype) with autocast off;
             e.g. ``torch.bfloat16`` opts in to autocast.
         affine_modules: Extra module classes to treat as affine in effective mode.
@@ -352,7 +364,7 @@ class DAVE(Attributor):
             if robust:
                 kept[image_index, ..., sample_index.to(images.device)] = maps
             else:
-                kept.index_add_(0, image_index, maps)
+                _add_per_image(kept, image_index, maps)
         return robust_mean(kept, dim=-1) if robust else kept / self.num_samples
 
     def _chunks(self, count: int) -> Iterator[tuple[Tensor, Tensor]]:

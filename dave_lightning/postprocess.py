@@ -32,6 +32,16 @@ def _as_batch(maps: Tensor, name: str) -> Tensor:
     return maps if maps.dim() == 3 else maps[None]
 
 
+def _check_fits(maps: Tensor, size: int) -> None:
+    """Reflected borders need maps larger than half the filter window."""
+    if min(maps.shape[-2:]) <= size // 2:
+        raise BadInputError.for_argument(
+            "maps",
+            f"maps larger than {size // 2} pixels on each side for a {size}x{size} filter",
+            f"shape {tuple(maps.shape)}",
+        )
+
+
 def _gaussian_kernel_1d(size: int, sigma: float, like: Tensor) -> Tensor:
     offsets = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
@@ -50,6 +60,7 @@ def gaussian_blur(maps: Tensor, size: int = 11, sigma: float = 7.0) -> Tensor:
         The blurred maps, same shape.
     """
     batch = _as_batch(maps, "maps")
+    _check_fits(maps, size)
     kernel = _gaussian_kernel_1d(size, sigma, batch)
     pad = size // 2
     x = F.pad(batch[:, None], (pad, pad, pad, pad), mode="reflect")
@@ -73,6 +84,7 @@ def bilateral_filter(
         The filtered maps, same shape.
     """
     batch = _as_batch(maps, "maps")
+    _check_fits(maps, size)
     pad = size // 2
     height, width = batch.shape[-2:]
     padded = F.pad(batch[:, None], (pad, pad, pad, pad), mode="reflect")

@@ -110,7 +110,8 @@ class TransformParams:
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not (isinstance(value, int | float) and low <= value <= high):
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (is_number and low <= value <= high):
         raise BadInputError.for_argument(name, f"a number in [{low}, {high}]", repr(value))
 
 
@@ -139,10 +140,10 @@ class LocalTransformDistribution:
         _check_range("flip_prob", self.flip_prob, 0.0, 1.0)
         _check_range("rotation", self.rotation, 0.0, 180.0)
         _check_range("translation", self.translation, 0.0, 1.0)
-        scale = tuple(self.scale)
+        scale = tuple(self.scale) if isinstance(self.scale, tuple | list) else ()
         if (
             len(scale) != 2
-            or not all(isinstance(s, int | float) for s in scale)
+            or not all(isinstance(s, int | float) and not isinstance(s, bool) for s in scale)
             or not (0 < scale[0] <= scale[1] < math.inf)
         ):
             raise BadInputError.for_argument(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from dave_lightning import aggregation
 from dave_lightning.aggregation import median, robust_mean
 
 
@@ -35,6 +36,14 @@ def test_robust_mean_matches_the_reference(count: int) -> None:
     samples = torch.randn(count, 4, 6, generator=generator, dtype=torch.float64)
     samples[0] += 40.0  # an outlier sample
     samples[:, 0, 0] = 3.0  # all equal: MAD = 0, everything kept
+    expected = _reference_robust_mean(samples.numpy())
+    torch.testing.assert_close(robust_mean(samples, dim=0), torch.from_numpy(expected))
+
+
+def test_robust_mean_in_slices_equals_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aggregation, "_WORKSPACE_ELEMENTS", 7 * 5)  # 5 rows of 7 samples at once
+    samples = torch.randn(7, 4, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    samples[2] -= 30.0
     expected = _reference_robust_mean(samples.numpy())
     torch.testing.assert_close(robust_mean(samples, dim=0), torch.from_numpy(expected))
 

@@ -176,6 +176,22 @@ def test_several_targets_share_passes_and_equal_single_targets(
     assert dave.attribute(images, 2).shape == (3, 16, 16)
 
 
+@pytest.mark.parametrize("aggregation", ["robust", "mean"])
+def test_samples_of_all_images_and_targets_are_stacked_into_full_passes(
+    model: nn.Module, images: torch.Tensor, aggregation: Any
+) -> None:
+    """3 images x N = 7 = 21 slots in passes of up to 5 inputs; both targets share each pass."""
+    sizes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda _, args: sizes.append(args[0].shape[0]))
+    try:
+        DAVE(model, num_samples=7, max_batch_size=5, aggregation=aggregation).attribute(
+            images, torch.tensor([[0, 2], [3, 3], [1, 0]])
+        )
+    finally:
+        handle.remove()
+    assert sizes == [5, 5, 5, 5, 1]
+
+
 def test_mean_and_robust_aggregations_differ(model: nn.Module, images: torch.Tensor) -> None:
     robust = DAVE(model, num_samples=8, aggregation="robust").attribute(images, TARGETS)
     mean = DAVE(model, num_samples=8, aggregation="mean").attribute(images, TARGETS)

@@ -372,3 +372,21 @@ def test_parameter_gradients_are_skipped_by_default_and_kept_on_request() -> Non
     torch.testing.assert_close(x.grad, effective_input_gradient)
     assert model.blocks[0].norm1.weight.grad is not None
     assert model.blocks[0].attn.qkv.weight.grad is not None
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+def test_forward_under_autocast_then_backward_outside_it(fused: bool) -> None:
+    """The usual mixed-precision pattern: autocast around the forward, gradient taken after."""
+    torch.manual_seed(0)
+    model = tiny_vit(fused=fused).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with effective_mode(model):
+        leaf = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logit = model(leaf)[:, 1].sum()
+        (low_precision,) = torch.autograd.grad(logit.float(), leaf)
+        leaf = x.clone().requires_grad_(True)
+        (full_precision,) = torch.autograd.grad(model(leaf)[:, 1].sum(), leaf)
+    assert low_precision.dtype == torch.float32
+    cosine = F.cosine_similarity(low_precision.flatten(), full_precision.flatten(), dim=0)
+    assert float(cosine) > 0.95

@@ -77,3 +77,18 @@ def test_bad_maps_are_rejected() -> None:
         r" received shape \(1, 1, 4, 4\)",
     ):
         postprocess_for_display(torch.zeros(1, 1, 4, 4))
+
+
+def test_the_default_blur_is_the_reference_11x11_sigma_7() -> None:
+    image = torch.rand(12, 14, dtype=DOUBLE)
+    expected = _reference_filter(
+        image, 11, lambda di, dj, v, c: math.exp(-(di * di + dj * dj) / (2 * 7.0**2))
+    )
+    torch.testing.assert_close(gaussian_blur(image), expected)
+
+
+def test_maps_too_small_for_the_filters_are_rejected() -> None:
+    with pytest.raises(BadInputError, match=r"`maps`: expected maps larger than 5 pixels"):
+        postprocess_for_display(torch.rand(2, 5, 30))
+    with pytest.raises(BadInputError, match=r"for a 5x5 filter, received shape \(2, 2\)"):
+        bilateral_filter(torch.rand(2, 2))

@@ -173,6 +173,10 @@ def test_noise_mix_is_variance_preserving() -> None:
         ),
         ({"scale": (0.0, 1.0)}, r"`scale`"),
         ({"scale": "big"}, r"`scale`"),
+        ({"scale": 1.0}, r"`scale`: expected a pair \(low, high\).*received 1.0"),
+        ({"scale": None}, r"`scale`: .*received None"),
+        ({"scale": (True, 1.0)}, r"`scale`"),
+        ({"rotation": True}, r"`rotation`: .*received True"),
         ({"rotation": "20"}, r"`rotation`.*received '20'"),
     ],
 )
