@@ -182,7 +182,9 @@ def sweep(
 ) -> tuple[dict[float, dict[str, Tensor]], dict[str, Tensor], SensitivityCurve]:
     """Scores at every fixed level and with ``"auto"`` (whose level's fixed run is reused)."""
     options = {"num_samples": args.num_samples, "seed": args.seed}
-    auto = get_attributor("dave", model, noise_alpha="auto", **options)
+    auto = get_attributor(
+        "dave", model, noise_alpha="auto", calibration_options={"levels": args.levels}, **options
+    )
     alpha = auto.calibrate(data.images, data.labels, image_ids=data.ids)
     auto_scores = score(auto, model, data, args.seed)
     fixed: dict[float, dict[str, Tensor]] = {}

@@ -383,6 +383,15 @@ def select_noise_alpha(
         envelope = retained.cummin(dim=0).values
         tolerated = (envelope >= 1.0 - settings.tolerance).nonzero().flatten()
         chosen = int(tolerated[-1]) if len(tolerated) else 0
+        if not len(tolerated):
+            warnings.warn(
+                f"noise calibration: the model tolerates none of the levels {settings.levels}"
+                f" (it keeps {float(envelope[0]):.2f} of its evidence at the smallest, below"
+                f" 1 - tolerance = {1.0 - settings.tolerance:.2f}); returning the smallest level"
+                f" {settings.levels[0]}. Include 0 in `levels` or raise `tolerance`.",
+                CalibrationWarning,
+                stacklevel=stacklevel,
+            )
     else:
         retained = envelope = torch.full_like(levels, torch.nan)
         warnings.warn(

@@ -5,7 +5,7 @@ Built-in names and the class each builds (see the class for its options; every o
 
 * ``"dave"`` — :class:`~dave_lightning.DAVE` (``num_samples``, ``noise_alpha``, ``flip_prob``,
   ``rotation``, ``translation``, ``scale``, ``aggregation``, ``seed``, ``memory_budget_mb``,
-  ``affine_modules``)
+  ``affine_modules``, ``calibration_options``)
 * ``"gradient"`` — :class:`~dave_lightning.baselines.Gradient`
 * ``"input_x_gradient"`` — :class:`~dave_lightning.baselines.InputXGradient`
 * ``"integrated_gradients"`` — :class:`~dave_lightning.baselines.IntegratedGradients`

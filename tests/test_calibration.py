@@ -122,7 +122,8 @@ def test_fragile_model_tolerates_nothing_and_gets_the_smallest_level() -> None:
         assert alpha == 0.0
         assert curve.retained[0] == 1.0
         assert bool((curve.retained[1:] == 0).all())  # a flipped prediction keeps nothing
-    alpha, curve = calibrate_noise_alpha(_Pristine(), images, 0, levels=[0.2, 0.4])
+    with pytest.warns(CalibrationWarning, match=r"tolerates none of the levels \(0.2, 0.4\)"):
+        alpha, curve = calibrate_noise_alpha(_Pristine(), images, 0, levels=[0.2, 0.4])
     assert alpha == 0.2
     assert curve.envelope.tolist() == [0.0, 0.0]
 

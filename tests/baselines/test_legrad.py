@@ -50,7 +50,9 @@ def explicit_logits(model: VisionTransformer, tokens: Tensor) -> Tensor:
     return F.linear(pooled, model.head.weight, model.head.bias)
 
 
-def explicit_legrad(model: VisionTransformer, images: Tensor, target: Tensor) -> Tensor:
+def explicit_legrad(
+    model: VisionTransformer, images: Tensor, target: Tensor, logits_of=explicit_logits
+) -> Tensor:
     """LeGrad with the whole graph kept: no detached inputs, no leaves made of the maps."""
     x = model.norm_pre(model._pos_embed(model.patch_embed(images)))
     maps, outputs = [], []
@@ -60,7 +62,7 @@ def explicit_legrad(model: VisionTransformer, images: Tensor, target: Tensor) ->
         outputs.append(x)
     relevance = 0
     for attention_map, tokens in zip(maps, outputs, strict=True):
-        score = explicit_logits(model, tokens).gather(1, target[:, None]).sum()
+        score = logits_of(model, tokens).gather(1, target[:, None]).sum()
         (gradient,) = torch.autograd.grad(score, attention_map, retain_graph=True)
         relevance = relevance + gradient.clamp(min=0).mean(dim=(1, 2))[:, model.num_prefix_tokens :]
     height, width = images.shape[-2:]
@@ -157,12 +159,28 @@ def test_distilled_deit_uses_both_heads() -> None:
     model = VisionTransformerDistilled(
         img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5
     )
-    model = randomise_embeddings(model).eval()
-    images = random_images(2, 3, 32, 32, seed=3)
-    maps = LeGrad(model).attribute(images, torch.tensor([0, 4]))
-    assert maps.shape == (2, 32, 32)
-    assert float(maps.min()) >= 0
-    assert float(maps.max()) > 0
+    model = randomise_embeddings(model).double().eval()
+    images = random_images(2, 3, 32, 32, seed=3, dtype=torch.float64)
+    target = torch.tensor([0, 4])
+
+    def both_heads(model: nn.Module, tokens: Tensor) -> Tensor:
+        tokens = layer_norm(model.norm, tokens)
+        head = F.linear(tokens[:, 0], model.head.weight, model.head.bias)
+        distilled = F.linear(tokens[:, 1], model.head_dist.weight, model.head_dist.bias)
+        return (head + distilled) / 2
+
+    def class_head_only(model: nn.Module, tokens: Tensor) -> Tensor:
+        tokens = layer_norm(model.norm, tokens)
+        return F.linear(tokens[:, 0], model.head.weight, model.head.bias)
+
+    with torch.no_grad():
+        x = model.norm_pre(model._pos_embed(model.patch_embed(images)))
+        for block in model.blocks:
+            x = explicit_block(block, x)[0]
+        torch.testing.assert_close(both_heads(model, x), model(images))
+    maps = LeGrad(model).attribute(images, target)
+    torch.testing.assert_close(maps, explicit_legrad(model, images, target, both_heads))
+    assert not torch.allclose(maps, explicit_legrad(model, images, target, class_head_only))
 
 
 class Wrapper(nn.Module):

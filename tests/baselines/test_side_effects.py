@@ -13,7 +13,19 @@ from torch import nn
 from dave_lightning.errors import BadInputError
 from dave_lightning.registry import get_attributor
 
-RUNS_MODEL = [name for name in FAST_OPTIONS if name != "random"]
+# every registered method, plus DAVE with noise_alpha="auto" (it calibrates before attributing)
+CASES: dict[str, tuple[str, dict]] = {
+    name: (name, options) for name, options in FAST_OPTIONS.items()
+}
+CASES["dave_auto"] = ("dave", {"num_samples": 2, "noise_alpha": "auto"})
+RUNS_MODEL = [case for case in CASES if case != "random"]
+
+
+def build(case: str, model):
+    name, options = CASES[case]
+    return get_attributor(name, model, **options)
+
+
 GRAD_MODES = {
     "plain": torch.enable_grad,
     "no_grad": torch.no_grad,
@@ -65,12 +77,12 @@ def test_the_snapshot_sees_every_kind_of_side_effect() -> None:
             torch.set_grad_enabled(True)
 
 
-@pytest.mark.parametrize("name", list(FAST_OPTIONS))
+@pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("mode", ["plain", "no_grad", "inference_mode"])
 def test_a_normal_call_leaves_nothing_behind(name: str, mode: str) -> None:
     model = awkward_model()
     images, pairs = random_images(2, 3, 32, 32), [[1, 4], [0, 2]]
-    attributor = get_attributor(name, model, **FAST_OPTIONS[name])
+    attributor = build(name, model)
     before = ModelState.capture(model)
     with GRAD_MODES[mode]():
         inside = ModelState.capture(model)
@@ -82,14 +94,14 @@ def test_a_normal_call_leaves_nothing_behind(name: str, mode: str) -> None:
     assert not maps.requires_grad
     assert bool(torch.isfinite(maps).all())
     # in eval mode and from a clean state, the same maps: dropout was off, nothing leaked
-    reference = get_attributor(name, awkward_model().eval(), **FAST_OPTIONS[name])
+    reference = build(name, awkward_model().eval())
     torch.testing.assert_close(maps, reference.attribute(images, torch.tensor(pairs)))
 
 
-@pytest.mark.parametrize("name", list(FAST_OPTIONS))
+@pytest.mark.parametrize("name", list(CASES))
 def test_a_bad_target_leaves_nothing_behind(name: str) -> None:
     model = awkward_model()
-    attributor = get_attributor(name, model, **FAST_OPTIONS[name])
+    attributor = build(name, model)
     images = random_images(2, 3, 32, 32)
     before = ModelState.capture(model)
     for target in (5, torch.tensor([0.5, 1.0]), torch.tensor([[1], [2], [3]])):
@@ -103,7 +115,7 @@ def test_a_target_the_model_rejects_mid_call_leaves_nothing_behind(name: str) ->
     model = awkward_model()
     # hide the class count, so the range check happens on the model's output, inside the call
     model.num_classes = 0
-    attributor = get_attributor(name, model, **FAST_OPTIONS[name])
+    attributor = build(name, model)
     images = random_images(2, 3, 32, 32)
     before = ModelState.capture(model)
     with pytest.raises(BadInputError, match=r"class indices in \[0, 5\)"):
@@ -114,7 +126,7 @@ def test_a_target_the_model_rejects_mid_call_leaves_nothing_behind(name: str) ->
 @pytest.mark.parametrize("name", RUNS_MODEL)
 def test_a_model_that_raises_early_leaves_nothing_behind(name: str) -> None:
     model = awkward_model()
-    attributor = get_attributor(name, model, **FAST_OPTIONS[name])
+    attributor = build(name, model)
     images = random_images(2, 3, 40, 40)  # the patch embedding refuses 40x40
     before = ModelState.capture(model)
     with pytest.raises(AssertionError, match="Input height"):
@@ -126,7 +138,7 @@ def test_a_model_that_raises_early_leaves_nothing_behind(name: str) -> None:
 def test_a_model_that_raises_in_its_head_leaves_nothing_behind(name: str) -> None:
     model = awkward_model()
     model.head = nn.Linear(33, 5)  # every block runs, then the head fails on the width
-    attributor = get_attributor(name, model, **FAST_OPTIONS[name])
+    attributor = build(name, model)
     images = random_images(2, 3, 32, 32)
     before = ModelState.capture(model)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
