@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +28,75 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from dave_lightning.errors import BadInputError, DaveError
+from dave_lightning.errors import BadInputError, DaveError, UnsupportedModelError
 from dave_lightning.registry import get_attributor
 
-__all__ = ["ExplainError", "ExplainOptions", "checkpoint_state", "explain_images", "load_weights"]
+__all__ = [
+    "ExplainError",
+    "ExplainOptions",
+    "ModelCreationError",
+    "checkpoint_state",
+    "create_model",
+    "explain_images",
+    "load_weights",
+    "output_names",
+    "preprocess",
+]
+
+_VIT_HINT = (
+    "--method {method} needs a timm ViT (e.g. vit_tiny_patch16_224); "
+    "--method gradient works with any model"
+)
 
 
 class ExplainError(DaveError):
     """A problem the ``explain`` command reports in one line (no traceback)."""
+
+
+class ModelCreationError(ExplainError):
+    """timm could not build a model (also raised by the demo's ``ImageClassifier``)."""
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
+
+
+def _creation_problem(
+    name: str, pretrained: bool, kwargs: Mapping[str, Any], error: Exception
+) -> str:
+    detail = f"{type(error).__name__}: {_first_line(error)}"
+    if isinstance(error, RuntimeError) and "Unknown model" in str(error):
+        return f"unknown timm model {name!r} (see timm.list_models())"
+    if pretrained and isinstance(error, OSError):  # hub and download errors are OSErrors
+        return (
+            f"cannot fetch the pretrained weights of {name!r} (no network and no local copy?): "
+            f"{detail}"
+        )
+    if isinstance(error, TypeError) and kwargs:
+        return f"timm model {name!r} does not take the arguments {dict(kwargs)}: {detail}"
+    return f"cannot create timm model {name!r}: {detail}"
+
+
+def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """``timm.create_model``, with every failure turned into a one-line error.
+
+    Args:
+        name: A timm model name.
+        pretrained: Load timm's pretrained weights (needs network access or a local copy).
+        **kwargs: Further ``timm.create_model`` arguments.
+
+    Returns:
+        The model.
+
+    Raises:
+        ModelCreationError: For an unknown name, arguments the model does not take, pretrained
+            weights that cannot be fetched, or any other failure while building.
+    """
+    try:
+        model: nn.Module = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except Exception as error:  # timm, the hub and model constructors raise many types
+        raise ModelCreationError(_creation_problem(name, pretrained, kwargs, error)) from None
+    return model
 
 
 @dataclass(frozen=True)
@@ -69,9 +132,8 @@ def _read_checkpoint(path: Path) -> Mapping[str, Any]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for bad files
-        first_line = (str(error).strip().splitlines() or [""])[0]
         raise ExplainError(
-            f"cannot read checkpoint {path}: {type(error).__name__}: {first_line}"
+            f"cannot read checkpoint {path}: {type(error).__name__}: {_first_line(error)}"
         ) from None
     if not isinstance(loaded, Mapping):
         raise ExplainError(f"checkpoint {path} holds a {type(loaded).__name__}, not a state dict")
@@ -151,12 +213,7 @@ def build_model(options: ExplainOptions) -> tuple[nn.Module, list[str] | None]:
     state = checkpoint_state(checkpoint) if checkpoint is not None else None
     if state is not None:
         _infer_num_classes(state, kwargs)
-    try:
-        model = timm.create_model(name, pretrained=options.pretrained, **kwargs)
-    except RuntimeError as error:
-        if "Unknown model" in str(error):
-            raise ExplainError(f"unknown timm model {name!r} (see timm.list_models())") from None
-        raise ExplainError(f"cannot create model {name!r}: {error}") from None
+    model = create_model(name, pretrained=options.pretrained, **kwargs)
     if state is not None:
         load_weights(model, state)
     hyper = (checkpoint or {}).get("hyper_parameters", {}) or {}
@@ -174,6 +231,81 @@ def _data_config(model: nn.Module) -> dict[str, Any]:
     return config
 
 
+def preprocess(pictures: Sequence[Image.Image], model: nn.Module) -> tuple[Tensor, dict[str, Any]]:
+    """Turn RGB pictures into the model's input with its own timm data configuration.
+
+    The configuration (resize, centre crop, interpolation, mean and std) comes from the model's
+    ``pretrained_cfg``, at the input size the model was built for.
+
+    Args:
+        pictures: RGB PIL images of any size.
+        model: A timm model.
+
+    Returns:
+        The ``(B, 3, H, W)`` batch and the data configuration used.
+    """
+    config = _data_config(model)
+    transform = timm.data.create_transform(**config)
+    return torch.stack([transform(picture) for picture in pictures]), config
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ExplainError(f"--device {name!r}: {_first_line(error)}") from None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        raise ExplainError(f"--device {name}: this machine has {count} CUDA GPUs; use --device cpu")
+    return device
+
+
+def _to_device(model: nn.Module, name: str) -> torch.device:
+    device = _device(name)
+    try:
+        model.to(device)
+    except (RuntimeError, AssertionError) as error:  # e.g. torch built without that backend
+        raise ExplainError(f"--device {name}: {_first_line(error)}") from None
+    return device
+
+
+def _tail_name(path: Path, parts: int) -> str:
+    """The last ``parts`` path components, suffix included, as one file-name-safe stem."""
+    tail = [part for part in path.parts if part != path.anchor][-parts:]
+    return re.sub(r"[^\w.-]", "_", "_".join(tail).replace(".", "_"))
+
+
+def output_names(images: Sequence[Path], method: str) -> list[str]:
+    """One distinct PNG name per image, deterministically: ``{stem}_{method}.png``.
+
+    Images whose stems clash get their suffix and then as many parent folders as tell them
+    apart (``a/x.png`` and ``b/x.jpg`` give ``x_png_…`` and ``x_jpg_…``); names that still clash
+    (the same file twice) get a counter in input order.
+
+    Example:
+        >>> output_names([Path("a/x.png"), Path("b/x.png"), Path("y.png")], "dave")
+        ['a_x_png_dave.png', 'b_x_png_dave.png', 'y_dave.png']
+    """
+    paths = [Path(image) for image in images]
+    stems = [path.stem for path in paths]
+    depth = max((len(path.parts) for path in paths), default=0)
+    for parts in range(1, depth + 1):
+        counts = Counter(stems)
+        if all(count == 1 for count in counts.values()):
+            break
+        stems = [
+            _tail_name(path, parts) if counts[stem] > 1 else stem
+            for path, stem in zip(paths, stems, strict=True)
+        ]
+    counts, seen = Counter(stems), Counter[str]()
+    names = []
+    for stem in stems:
+        seen[stem] += 1
+        numbered = f"{stem}_{seen[stem]}" if counts[stem] > 1 else stem
+        names.append(f"{numbered}_{method}.png")
+    return names
+
+
 def _targets(options: ExplainOptions, logits: Tensor) -> Tensor:
     if options.target == "pred":
         return logits.argmax(dim=1)
@@ -188,40 +320,52 @@ def _targets(options: ExplainOptions, logits: Tensor) -> Tensor:
     return torch.full((logits.shape[0],), index, dtype=torch.long)
 
 
+def _attribute(
+    options: ExplainOptions, model: nn.Module, images: Tensor, targets: Tensor
+) -> Tensor:
+    method_options = {"num_samples": options.num_samples} if options.method == "dave" else {}
+    try:
+        attributor = get_attributor(options.method, model, **method_options)
+        maps: Tensor = attributor.attribute(images, targets.to(images.device))
+    except UnsupportedModelError as error:
+        first = _first_line(error).partition(";")[0].rstrip(":")
+        raise ExplainError(f"{first}: {_VIT_HINT.format(method=options.method)}") from None
+    except BadInputError as error:
+        raise ExplainError(str(error)) from None
+    return maps
+
+
 def explain_images(options: ExplainOptions) -> list[Path]:
     """Attribute every image and write one PNG each into ``options.out``.
 
     Returns:
-        The written files.
+        The written files, named by :func:`output_names`.
 
     Raises:
-        ExplainError: For a missing/unreadable image or checkpoint, an unknown model, a
-            checkpoint that does not fit, or a bad target.
+        ExplainError: For a missing/unreadable image or checkpoint, a model timm cannot build,
+            a checkpoint that does not fit, a device this machine lacks, a bad target, or a
+            method the model does not support.
     """
     import matplotlib.pyplot as plt
 
     from dave_lightning.viz import attribution_figure, to_display
 
     pictures = [_load_image(Path(path)) for path in options.images]
+    _device(options.device)  # fail before building the model
     model, class_names = build_model(options)
-    device = torch.device(options.device)
-    model.to(device)
-    config = _data_config(model)
-    transform = timm.data.create_transform(**config)
-    images = torch.stack([transform(picture) for picture in pictures]).to(device)
+    device = _to_device(model, options.device)
+    images, config = preprocess(pictures, model)
+    images = images.to(device)
     with torch.no_grad():
         probabilities = model(images).softmax(dim=1)
     targets = _targets(options, probabilities)
-    method_options = {"num_samples": options.num_samples} if options.method == "dave" else {}
-    try:
-        attributor = get_attributor(options.method, model, **method_options)
-        maps = attributor.attribute(images, targets.to(device))
-    except BadInputError as error:
-        raise ExplainError(str(error)) from None
+    maps = _attribute(options, model, images, targets)
     options.out.mkdir(parents=True, exist_ok=True)
     display = to_display(images, config["mean"], config["std"])
     written = []
-    for index, path in enumerate(options.images):
+    for index, (path, name) in enumerate(
+        zip(options.images, output_names(options.images, options.method), strict=True)
+    ):
         target = int(targets[index])
         label = (
             class_names[target] if class_names and target < len(class_names) else f"class {target}"
@@ -231,7 +375,7 @@ def explain_images(options: ExplainOptions) -> list[Path]:
         figure = attribution_figure(
             display[one], {options.method: maps[one]}, [title], cell_inches=3.0
         )
-        destination = options.out / f"{Path(path).stem}_{options.method}.png"
+        destination = options.out / name
         figure.savefig(destination, dpi=100)
         plt.close(figure)
         written.append(destination)

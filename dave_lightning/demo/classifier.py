@@ -6,11 +6,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
-import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
+
+from dave_lightning.explain import create_model
 
 __all__ = ["ImageClassifier"]
 
@@ -25,12 +26,16 @@ class ImageClassifier(pl.LightningModule):
     Args:
         model_name: A timm model name.
         num_classes: Classes of the new head.
-        model_kwargs: Extra ``timm.create_model`` arguments (e.g. ``img_size``, ``patch_size``).
+        model_kwargs: Extra ``timm.create_model`` arguments (e.g. ``img_size``, ``patch_size``,
+            ``pretrained_cfg_overlay`` to record the preprocessing the model is trained with).
         class_names: Optional names of the classes (used in figures).
         pretrained: Start from timm's pretrained weights (needs network access).
         lr: Peak learning rate.
         weight_decay: AdamW weight decay.
         label_smoothing: Cross-entropy label smoothing.
+
+    Raises:
+        ModelCreationError: When timm cannot build the model (one-line message).
 
     Example:
         >>> import torch
@@ -53,7 +58,7 @@ class ImageClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = timm.create_model(
+        self.model = create_model(
             model_name, pretrained=pretrained, num_classes=num_classes, **dict(model_kwargs or {})
         )
         self.train_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")

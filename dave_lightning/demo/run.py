@@ -8,21 +8,27 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import timm
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from torch import nn
 from torch.utils.data import DataLoader
 
 from dave_lightning.callbacks import AttributionMonitor
-from dave_lightning.data import SyntheticShapes
+from dave_lightning.data import DEFAULT_CLASSES, IMAGENET_MEAN, IMAGENET_STD, SyntheticShapes
 from dave_lightning.demo.classifier import ImageClassifier
+from dave_lightning.errors import ConfigurationError
+from dave_lightning.explain import create_model
 
 __all__ = [
     "DEFAULT_MODEL",
     "DemoConfig",
     "DemoResult",
+    "build_classifier",
     "datasets",
     "fit_classifier",
+    "normalization",
     "run_demo",
 ]
 
@@ -52,8 +58,22 @@ class DemoConfig:
     progress: bool = True
 
     def model_kwargs(self) -> dict[str, Any]:
-        """``timm.create_model`` arguments: the default model is shrunk to a CPU-sized ViT."""
-        kwargs: dict[str, Any] = {"img_size": self.image_size, "global_pool": "avg"}
+        """``timm.create_model`` arguments: the default model is shrunk to a CPU-sized ViT.
+
+        ``pretrained_cfg_overlay`` makes the model's timm data configuration say how the demo
+        feeds it, so ``dave-lightning explain --checkpoint`` preprocesses alike: no crop (the
+        images are rendered at the input size), and, for a model trained from scratch, the
+        ImageNet statistics the embedded data is normalised with. Pretrained weights keep the
+        statistics they were trained with; the data follows them (see :func:`normalization`).
+        """
+        overlay: dict[str, Any] = {"crop_pct": 1.0}
+        if not self.pretrained:
+            overlay.update(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+        kwargs: dict[str, Any] = {
+            "img_size": self.image_size,
+            "global_pool": "avg",
+            "pretrained_cfg_overlay": overlay,
+        }
         if self.shrunk:
             kwargs.update(patch_size=8, embed_dim=96, depth=4, num_heads=3, dynamic_img_size=True)
         return kwargs
@@ -64,10 +84,20 @@ class DemoConfig:
         return self.model == DEFAULT_MODEL and not self.pretrained
 
     def accelerator(self) -> str:
-        """``"gpu"`` when asked or (``"auto"``) available, else ``"cpu"``."""
+        """``"gpu"`` when asked or (``"auto"``) available, else ``"cpu"``.
+
+        Raises:
+            ConfigurationError: When a GPU is asked for and none is available.
+        """
         if self.device == "auto":
             return "gpu" if torch.cuda.is_available() else "cpu"
-        return "gpu" if self.device.startswith("cuda") or self.device == "gpu" else "cpu"
+        if self.device.startswith("cuda") or self.device == "gpu":
+            if not torch.cuda.is_available():
+                raise ConfigurationError(
+                    f"--device {self.device}: no CUDA GPU is available here; use --device cpu"
+                )
+            return "gpu"
+        return "cpu"
 
 
 @dataclass
@@ -100,13 +130,54 @@ class _AccuracyRecorder(Callback):
         self.rows.append(row)
 
 
-def datasets(config: DemoConfig) -> tuple[SyntheticShapes, SyntheticShapes]:
-    """The training and validation splits (with ``spurious``, validation carries the mark too)."""
+def build_classifier(config: DemoConfig) -> ImageClassifier:
+    """The demo's module, its weights initialised from ``config.seed``.
+
+    Raises:
+        ModelCreationError: When timm cannot build the model (e.g. an unknown name, or
+            pretrained weights without network access).
+    """
+    pl.seed_everything(config.seed, verbose=False)
+    return ImageClassifier(
+        config.model,
+        num_classes=len(DEFAULT_CLASSES),
+        model_kwargs=config.model_kwargs(),
+        class_names=list(DEFAULT_CLASSES),
+        pretrained=config.pretrained,
+        lr=config.lr,
+    )
+
+
+def normalization(model: nn.Module) -> tuple[list[float], list[float]]:
+    """The mean and std of ``model``'s timm data configuration (what its inputs must have)."""
+    data = timm.data.resolve_model_data_config(model)
+    return [float(v) for v in data["mean"]], [float(v) for v in data["std"]]
+
+
+def datasets(
+    config: DemoConfig, model: nn.Module | None = None
+) -> tuple[SyntheticShapes, SyntheticShapes]:
+    """The training and validation splits (with ``spurious``, validation carries the mark too).
+
+    Args:
+        config: The demo's settings.
+        model: The model the data is for: the images are normalised as its timm data
+            configuration says. ``None``: the model ``config`` describes (built without
+            pretrained weights, which do not change the configuration).
+
+    Returns:
+        The training and validation datasets.
+    """
+    if model is None:
+        model = create_model(config.model, **config.model_kwargs())
+    mean, std = normalization(model)
     common: dict[str, Any] = {
         "seed": config.seed,
         "image_size": config.image_size,
         "cache": True,
         "cue_placement": "inset",
+        "mean": mean,
+        "std": std,
     }
     train = SyntheticShapes("train", length=config.train_size, spurious=config.spurious, **common)
     # With the shortcut, validation images carry the same cue: accuracy looks fine.
@@ -133,7 +204,10 @@ def _monitor(config: DemoConfig, dataset: SyntheticShapes) -> AttributionMonitor
 
 
 def fit_classifier(
-    config: DemoConfig, callbacks: Sequence[Callback] = (), logger: Any = False
+    config: DemoConfig,
+    callbacks: Sequence[Callback] = (),
+    logger: Any = False,
+    module: ImageClassifier | None = None,
 ) -> tuple[ImageClassifier, SyntheticShapes, SyntheticShapes]:
     """Train the demo's classifier on the embedded data (the demo adds its monitor as a callback).
 
@@ -141,23 +215,17 @@ def fit_classifier(
         config: The settings (model, data sizes, epochs, ``spurious``, seed, device).
         callbacks: Extra Lightning callbacks.
         logger: A Lightning logger, or ``False``.
+        module: The module to train, fresh from :func:`build_classifier`; ``None`` builds it.
 
     Returns:
         The trained module and its training and validation datasets.
     """
-    pl.seed_everything(config.seed, verbose=False)
-    train, val = datasets(config)
-    module = ImageClassifier(
-        config.model,
-        num_classes=train.num_classes,
-        model_kwargs=config.model_kwargs(),
-        class_names=list(train.classes),
-        pretrained=config.pretrained,
-        lr=config.lr,
-    )
+    accelerator = config.accelerator()
+    module = build_classifier(config) if module is None else module
+    train, val = datasets(config, module.model)
     trainer = pl.Trainer(
         max_epochs=config.epochs,
-        accelerator=config.accelerator(),
+        accelerator=accelerator,
         devices=1,
         logger=logger,
         callbacks=list(callbacks),
@@ -185,11 +253,14 @@ def run_demo(config: DemoConfig) -> DemoResult:
     Returns:
         The per-epoch measurements and, with ``spurious``, the shortcut's fingerprints.
     """
-    probe_data = datasets(config)[1]
+    config.accelerator()  # a missing GPU fails before anything is built
+    module = build_classifier(config)
+    probe_data = datasets(config, module.model)[1]
     monitor, recorder = _monitor(config, probe_data), _AccuracyRecorder()
     logger = TensorBoardLogger(str(config.out), name="tensorboard", default_hp_metric=False)
     checkpoint = ModelCheckpoint(dirpath=config.out / "checkpoints", save_last=True)
-    module, train, val = fit_classifier(config, [monitor, recorder, checkpoint], logger)
+    callbacks = [monitor, recorder, checkpoint]
+    module, train, val = fit_classifier(config, callbacks, logger, module)
     result = DemoResult(
         config,
         recorder.rows,

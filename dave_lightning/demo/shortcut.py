@@ -1,4 +1,4 @@
-"""After ``demo --spurious``: did the model learn the corner-mark shortcut; do the maps say so?"""
+"""After ``demo --spurious``: did the model learn the mark shortcut; do the maps say so?"""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from dave_lightning.registry import get_attributor
 
 if TYPE_CHECKING:
     from dave_lightning.callbacks import AttributionMonitor
-    from dave_lightning.demo.run import DemoResult
+    from dave_lightning.demo.run import DemoConfig, DemoResult
 
-__all__ = ["measure_shortcut"]
+__all__ = ["measure_shortcut", "unmarked_test_set"]
 
 
 @torch.no_grad()
@@ -36,6 +36,21 @@ def _mean_area(boxes: list[torch.Tensor], image_size: int) -> float:
     return sum(areas) / max(1, len(areas)) / image_size**2
 
 
+def unmarked_test_set(config: DemoConfig, like: SyntheticShapes) -> SyntheticShapes:
+    """The test split without the mark, normalised like ``like`` (the validation split)."""
+    return SyntheticShapes(
+        "test",
+        length=config.val_size,
+        seed=config.seed,
+        image_size=config.image_size,
+        spurious=True,
+        eval_cue="absent",
+        cue_placement=like.cue_placement,
+        mean=like.mean,
+        std=like.std,
+    )
+
+
 def measure_shortcut(
     result: DemoResult, model: nn.Module, monitor: AttributionMonitor, val: SyntheticShapes
 ) -> None:
@@ -46,15 +61,7 @@ def measure_shortcut(
     positive attribution inside the mark's box is measured (EnergyPG with the mark as the box).
     """
     config = result.config
-    clean = SyntheticShapes(
-        "test",
-        length=config.val_size,
-        seed=config.seed,
-        image_size=config.image_size,
-        spurious=True,
-        eval_cue="absent",
-    )
-    result.clean_accuracy = _accuracy(model, clean)
+    result.clean_accuracy = _accuracy(model, unmarked_test_set(config, val))
     probe = monitor.probe
     assert probe is not None
     samples = [val.sample(int(i)) for i in probe.indices]
