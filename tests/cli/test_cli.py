@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
+import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,8 @@ import timm
 import torch
 from PIL import Image
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("dave-lightning") is None, reason="the console script is not installed"
-)
+SCRIPT = Path(sys.executable).parent / "dave-lightning"
+"""The console script of the environment running the tests (not whatever PATH finds)."""
 
 TINY_DEMO = [
     "--epochs",
@@ -35,14 +36,32 @@ TINY_DEMO = [
 ]
 
 
-def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    if not SCRIPT.is_file():
+        pytest.fail(f"the console script {SCRIPT} is missing: run `pip install -e .` first")
     return subprocess.run(
-        ["dave-lightning", *map(str, args)],
+        [str(SCRIPT), *map(str, args)],
         capture_output=True,
         text=True,
         check=False,
-        timeout=600,
+        timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
     )
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], pattern: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def _absent_gpu() -> str:
+    """A CUDA device this machine lacks: ``cuda`` without a GPU, else one past the last."""
+    return f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
 
 
 @pytest.mark.slow
@@ -161,6 +180,20 @@ def test_explain_a_state_dict_with_a_baseline_and_a_fixed_target(files: dict[str
         ),
         (["photo.jpg", *TINY_MODEL, "--method", "gradcam"], "error: unknown attributor 'gradcam'"),
         (["photo.jpg"], r"error: give --model NAME"),
+        (
+            ["photo.jpg", *TINY_MODEL, "--model-arg", "bogus=1"],
+            r"error: timm model 'vit_tiny_patch16_224' does not take the arguments .*'bogus': 1.*"
+            r"TypeError: .*unexpected keyword argument 'bogus'",
+        ),
+        (
+            ["photo.jpg", *TINY_MODEL, "--device", _absent_gpu()],
+            r"error: --device cuda(:\d+)?: this machine has \d+ CUDA GPUs; use --device cpu",
+        ),
+        (
+            ["photo.jpg", "--model", "resnet18", "--num-classes", "3"],
+            r"error: effective mode cannot freeze ResNet: --method dave needs a timm ViT "
+            r"\(e\.g\. vit_tiny_patch16_224\); --method gradient works with any model$",
+        ),
     ],
 )
 def test_explain_errors_are_one_line_with_a_non_zero_status(
@@ -170,12 +203,46 @@ def test_explain_errors_are_one_line_with_a_non_zero_status(
     resolved = [
         str(root / a) if a.endswith((".png", ".jpg", ".pt", ".ckpt")) else a for a in arguments
     ]
-    result = _run("explain", *resolved, "--out", root / "out")
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert __import__("re").search(message, lines[0]), lines[0]
+    _one_line_error(_run("explain", *resolved, "--out", root / "out"), message)
+
+
+def test_explain_pretrained_without_network_is_one_line(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    offline = {
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+    }
+    result = _run(
+        "explain",
+        files["image"],
+        "--model",
+        "vit_tiny_patch16_224",
+        "--pretrained",
+        "--out",
+        tmp_path / "out",
+        env=offline,
+        timeout=180,
+    )
+    _one_line_error(result, r"error: cannot fetch the pretrained weights of 'vit_tiny_patch16_224'")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--model", "nonexistent_vit"], r"error: unknown timm model 'nonexistent_vit'"),
+        pytest.param(
+            ["--device", "cuda"],
+            r"error: --device cuda: no CUDA GPU is available here; use --device cpu",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present"),
+        ),
+    ],
+)
+def test_demo_errors_are_one_line_with_a_non_zero_status(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    _one_line_error(_run("demo", *arguments, "--out", tmp_path, *TINY_DEMO), message)
 
 
 def test_help_lists_both_commands() -> None:
@@ -183,3 +250,11 @@ def test_help_lists_both_commands() -> None:
     assert result.returncode == 0
     assert "demo" in result.stdout
     assert "explain" in result.stdout
+
+
+def test_demo_help_says_where_the_spurious_mark_goes() -> None:
+    result = _run("demo", "--help")
+    assert result.returncode == 0
+    help_text = " ".join(result.stdout.split())
+    assert "inside every training and validation image away from the object" in help_text
+    assert "corner" not in help_text
