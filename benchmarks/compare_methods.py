@@ -72,7 +72,7 @@ from _compare_eval import (
     select_probe,
     warp_robustness,
 )
-from _trained import config_for, trained_classifier
+from _trained import SETTINGS, config_for, trained_classifier
 from torch import nn
 
 from dave_lightning import calibrate_noise_alpha
@@ -118,7 +118,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--blur-sigma", type=float, default=7.0, help="deletion blur sigma (7)")
     parser.add_argument("--noise-alpha", default="auto", help="DAVE's level, or 'auto'")
     parser.add_argument("--methods", nargs="+", default=list(available_attributors()))
-    parser.add_argument("--models", nargs="+", default=["normal", "spurious"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(SETTINGS),
+        default=["normal", "spurious"],
+        help="trained models to compare (default: normal spurious)",
+    )
     parser.add_argument("--no-ablations", action="store_true", help="skip the DAVE ablations")
     args = parser.parse_args()
     for name, value in (QUICK if args.quick else FULL).items():
