@@ -13,18 +13,26 @@ Offline, on the embedded synthetic dataset (the default of the YAML file):
 ``data_dir`` must hold ``train/`` and ``val/`` sub-folders in torchvision's ImageFolder layout
 (one folder per class). ImageFolder batches carry no object boxes, so the monitor skips EnergyPG
 (with a warning); GridPG and pixel deletion still run.
+
+The data is preprocessed as the model's timm data configuration says (mean and std; for an
+ImageFolder also resizing, crop and interpolation), so pretrained weights get the statistics they
+were trained with, and the monitor, which undoes the model's mean/std for its overlays, and
+``dave-lightning explain --checkpoint`` see the same preprocessing. A model trained from scratch
+states its preprocessing with ``pretrained_cfg_overlay`` (see the YAML file).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import timm
 from pytorch_lightning.cli import LightningCLI
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from dave_lightning.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticShapes
+from dave_lightning.data import DEFAULT_CLASSES, SyntheticShapes
 from dave_lightning.demo import ImageClassifier
 
 
@@ -60,23 +68,40 @@ class ImageFolderOrShapes(pl.LightningDataModule):
     @property
     def num_classes(self) -> int:
         """Classes of the data (linked to the model's head by the CLI)."""
-        self.setup("fit")
-        return len(self.train_set.classes)  # type: ignore[union-attr]
+        if self.hparams.data_dir is None:
+            return len(DEFAULT_CLASSES)
+        from torchvision.datasets.folder import find_classes
+
+        return len(find_classes(str(Path(self.hparams.data_dir) / "train"))[0])
 
     def setup(self, stage: str) -> None:
-        if self.train_set is not None:
-            return
-        size, directory = self.hparams.image_size, self.hparams.data_dir
+        if self.train_set is None:
+            self.build(self.trainer.lightning_module)
+
+    def data_config(self, module: nn.Module) -> dict[str, Any]:
+        """The timm data configuration of ``module.model`` at ``image_size``."""
+        size = self.hparams.image_size
+        model = getattr(module, "model", module)
+        return timm.data.resolve_data_config({"input_size": (3, size, size)}, model=model)
+
+    def build(self, module: nn.Module) -> None:
+        """Create both datasets, preprocessed as the model's timm data configuration says."""
+        config, directory = self.data_config(module), self.hparams.data_dir
         if directory is None:
-            options = dict(image_size=size, spurious=self.hparams.spurious, cue_placement="inset")
+            options = dict(
+                image_size=self.hparams.image_size,
+                spurious=self.hparams.spurious,
+                cue_placement="inset",
+                mean=config["mean"],
+                std=config["std"],
+            )
             self.train_set = SyntheticShapes("train", length=self.hparams.train_size, **options)
             self.val_set = SyntheticShapes("val", length=self.hparams.val_size, **options)
             return
         from torchvision.datasets import ImageFolder
 
-        common = dict(input_size=(3, size, size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
-        train_tf = timm.data.create_transform(is_training=True, **common)
-        val_tf = timm.data.create_transform(is_training=False, **common)
+        train_tf = timm.data.create_transform(is_training=True, **config)
+        val_tf = timm.data.create_transform(is_training=False, **config)
         self.train_set = ImageFolder(str(Path(directory) / "train"), transform=train_tf)
         self.val_set = ImageFolder(str(Path(directory) / "val"), transform=val_tf)
 
