@@ -37,11 +37,14 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def preserved_training_state(model: nn.Module) -> Iterator[None]:
-    """Restore every RNG stream, module mode and ``requires_grad`` flag on exit, even on error.
+    """Restore every RNG stream, module mode, ``requires_grad`` flag and ``.grad`` on exit.
 
     Python's ``random``, NumPy's global generator, torch's CPU generator and every initialised
     CUDA device's generator are saved and put back, so the training run draws exactly the numbers
-    it would have drawn without the monitor.
+    it would have drawn without the monitor. Each parameter's ``.grad`` is set aside (the
+    reference, not a copy) and is ``None`` inside the block, so a backward pass there can neither
+    accumulate into the training gradients nor leave new ones behind. All of it also when the
+    block raises.
 
     Args:
         model: The LightningModule (or network) whose modes and flags must survive.
@@ -56,15 +59,21 @@ def preserved_training_state(model: nn.Module) -> Iterator[None]:
         ...     _ = torch.rand(3)
         ...     _ = model.eval()
         ...     _ = model.weight.requires_grad_(False)
-        >>> model.training, model.weight.requires_grad
-        (True, True)
+        ...     model.weight.grad = torch.ones(2, 2)
+        >>> model.training, model.weight.requires_grad, model.weight.grad
+        (True, True, None)
     """
     rng = _rng_states()
-    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    saved = [
+        (parameter, parameter.requires_grad, parameter.grad) for parameter in model.parameters()
+    ]
     try:
+        for parameter, _, _ in saved:
+            parameter.grad = None
         with restored_modes(model):
             yield
     finally:
         _restore_rng_states(rng)
-        for parameter, requires_grad in flags:
+        for parameter, requires_grad, grad in saved:
             parameter.requires_grad_(requires_grad)
+            parameter.grad = grad
