@@ -92,8 +92,16 @@ def _as_boxes(value: Any, batch: int) -> list[Tensor]:
 def _parts(batch: Any) -> tuple[Any, Any, Any, Any]:
     """(images, labels, boxes, masks) of a batch in one of the supported layouts."""
     if isinstance(batch, Mapping):
+        images, labels = _first(batch, _IMAGE_KEYS), _first(batch, _LABEL_KEYS)
+        if images is None or labels is None:
+            raise BadInputError.for_argument(
+                "batch",
+                f"a dict with an image key (one of {', '.join(_IMAGE_KEYS)}) and a label key "
+                f"(one of {', '.join(_LABEL_KEYS)}); pass `batch_transform=` to rename them",
+                f"a dict with keys {[str(key) for key in batch]}",
+            )
         masks = _first(batch, ("masks", "mask"))
-        return _first(batch, _IMAGE_KEYS), _first(batch, _LABEL_KEYS), batch.get("boxes"), masks
+        return images, labels, batch.get("boxes"), masks
     if isinstance(batch, list | tuple) and len(batch) == 4:
         return batch[0], batch[1], batch[2], batch[3]
     if isinstance(batch, list | tuple) and len(batch) in (2, 3):
@@ -154,10 +162,30 @@ def _collate(loader: DataLoader, samples: list[Any]) -> Any:
     return collate(samples) if collate is not None else samples
 
 
+def _sampler_indices(loader: DataLoader) -> Tensor | None:
+    """The dataset indices the loader's sampler is restricted to, when it says (``.indices``).
+
+    E.g. ``SubsetRandomSampler`` over a dataset shared with training. Looks at the sampler, the
+    batch sampler's sampler, and inside Lightning's distributed wrappers of a custom sampler.
+    """
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for sampler in (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
+        # Lightning's DistributedSamplerWrapper keeps the user's sampler as `dataset._sampler`
+        inner = getattr(getattr(sampler, "dataset", None), "_sampler", None)
+        for candidate in (sampler, inner):
+            indices = getattr(candidate, "indices", None)
+            if indices is not None:
+                return torch.tensor([int(index) for index in indices], dtype=torch.long)
+    return None
+
+
 def _by_index(loader: DataLoader, count: int, seed: int) -> tuple[Any, Tensor]:
-    size = len(loader.dataset)  # type: ignore[arg-type]
+    allowed = _sampler_indices(loader)
+    size = len(loader.dataset) if allowed is None else len(allowed)  # type: ignore[arg-type]
     generator = torch.Generator().manual_seed(seed)
     indices = torch.randperm(size, generator=generator)[: min(count, size)]
+    if allowed is not None:
+        indices = allowed[indices]
     samples = [loader.dataset[int(i)] for i in indices]
     return _collate(loader, samples), indices
 
@@ -193,8 +221,11 @@ def select_probe(
 
     A map-style dataset is indexed directly: a seeded random subset of ``num_images`` indices,
     collated with the loader's ``collate_fn`` (no loader iterator is created, so no RNG stream is
-    touched and the sampler's order is irrelevant; every process picks the same set). Other
-    datasets contribute their first ``num_images`` samples in loader order.
+    touched and the sampler's order is irrelevant; every process picks the same set). When the
+    sampler is restricted to some indices (it has ``.indices``, like ``SubsetRandomSampler``),
+    the subset is drawn from those only, so a dataset shared with training never lends the probe
+    a training image. Other datasets contribute their first ``num_images`` samples in loader
+    order.
 
     Args:
         loader: The validation data loader.

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    IterableDataset,
+    Sampler,
+    SubsetRandomSampler,
+)
 
 from dave_lightning import BadInputError
 from dave_lightning.callbacks._probe import Probe, parse_batch, select_probe
@@ -93,3 +102,60 @@ def test_iterable_datasets_give_their_first_images_and_shards_partition_the_prob
     restored = Probe.from_state(probe.state())
     assert torch.equal(restored.images, probe.images)
     assert restored.boxes is not None
+
+
+class _SubsetSequential(Sampler[int]):
+    """A user's sampler over some indices, in order (anything with `.indices` counts)."""
+
+    def __init__(self, indices: list[int]) -> None:
+        self.indices = indices
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+VAL_PART = list(range(20, 30))  # a dataset shared with training: these are the validation images
+
+
+@pytest.mark.parametrize(
+    "make_loader",
+    [
+        lambda data: DataLoader(data, batch_size=4, sampler=SubsetRandomSampler(VAL_PART)),
+        lambda data: DataLoader(data, batch_size=4, sampler=_SubsetSequential(VAL_PART)),
+        lambda data: DataLoader(
+            data, batch_sampler=BatchSampler(_SubsetSequential(VAL_PART), 4, drop_last=False)
+        ),
+        lambda data: DataLoader(  # what Lightning makes of a custom sampler under DDP
+            data,
+            batch_size=4,
+            sampler=DistributedSamplerWrapper(
+                _SubsetSequential(VAL_PART), num_replicas=2, rank=1, shuffle=False
+            ),
+        ),
+    ],
+    ids=["SubsetRandomSampler", "custom", "batch_sampler", "lightning_ddp_wrapper"],
+)
+def test_the_probe_comes_from_the_samplers_indices_only(
+    make_loader: Callable[[BoxedImages], DataLoader],
+) -> None:
+    data = BoxedImages(30, 1)
+    loader = make_loader(data)
+    probe = select_probe(loader, 6, seed=0)
+    assert len(probe) == 6
+    assert set(probe.indices.tolist()) <= set(VAL_PART)
+    for position, index in enumerate(probe.indices.tolist()):
+        assert torch.equal(probe.images[position], data.images[index])
+    assert torch.equal(select_probe(loader, 6, seed=0).indices, probe.indices)
+    assert sorted(select_probe(loader, 50, seed=0).indices.tolist()) == VAL_PART
+
+
+def test_a_dict_batch_without_a_label_key_names_the_keys_it_has() -> None:
+    with pytest.raises(
+        BadInputError,
+        match=r"`batch`: expected a dict with an image key \(one of images, image, .*\) and a "
+        r"label key \(one of labels, label, .*received a dict with keys \['image', 'class_id'\]",
+    ):
+        parse_batch({"image": IMAGES, "class_id": LABELS})
