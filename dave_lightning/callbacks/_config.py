@@ -151,6 +151,8 @@ class MonitorConfig:
             )
 
     def _check_dave_options(self) -> None:
+        if not isinstance(self.scale, list | tuple) or len(self.scale) != 2:
+            raise _fail("scale", "a (low, high) pair such as (0.9, 1.1)", self.scale)
         try:
             LocalTransformDistribution(self.flip_prob, self.rotation, self.translation, self.scale)
             if self.noise_alpha not in (None, "auto"):

@@ -8,15 +8,20 @@ Loggers are recognised by what they can do, not by class, so the same code serve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dave_lightning.callbacks._evaluation import MethodScores
 
 __all__ = [
     "chart_title",
     "custom_scalars_layout",
+    "epoch_scalars",
     "figure_to_array",
     "log_figure",
     "summary_writers",
@@ -49,6 +54,27 @@ def logging_step(trainer: Any) -> int:
     return int(step) if isinstance(step, int) else int(trainer.global_step)
 
 
+def epoch_scalars(
+    prefix: str, results: Mapping[str, MethodScores], seconds: float
+) -> dict[str, float]:
+    """Tag to value: the run time, every finite score, and each method's non-finite map count.
+
+    Example:
+        >>> from dave_lightning.callbacks._evaluation import MethodScores
+        >>> scores = MethodScores({"grid_pg": 0.5, "energy_pg": float("nan")}, num_nan=2)
+        >>> epoch_scalars("explain", {"dave": scores}, 1.5)
+        {'explain/time_s': 1.5, 'explain/dave/grid_pg': 0.5, 'explain/dave/num_nan': 2.0}
+    """
+    scalars: dict[str, float] = {f"{prefix}/time_s": seconds}
+    for method, scores in results.items():
+        for metric, value in scores.scalars.items():
+            if value == value:  # not NaN
+                scalars[f"{prefix}/{method}/{metric}"] = value
+        if scores.num_nan:
+            scalars[f"{prefix}/{method}/num_nan"] = float(scores.num_nan)
+    return scalars
+
+
 def chart_title(metric: str, deletion_order: str) -> str:
     """A chart title saying which way the metric improves.
 
@@ -67,13 +93,20 @@ def custom_scalars_layout(
 ) -> dict[str, dict[str, list[Any]]]:
     """A TensorBoard custom-scalars layout: per metric one chart with every method on it.
 
+    The prefix is matched literally (regex-escaped), so e.g. ``"val.explain"`` does not also
+    match ``"valXexplain"``.
+
     Example:
         >>> layout = custom_scalars_layout("explain", ["grid_pg"], "most_relevant_first")
         >>> layout["explain"]["GridPG (grid pointing game) (higher is better)"]
         ['Multiline', ['^explain/[^/]+/grid_pg$']]
     """
+    pattern = re.escape(prefix)
     charts = {
-        chart_title(metric, deletion_order): ["Multiline", [f"^{prefix}/[^/]+/{metric}$"]]
+        chart_title(metric, deletion_order): [
+            "Multiline",
+            [f"^{pattern}/[^/]+/{re.escape(metric)}$"],
+        ]
         for metric in metrics
     }
     return {prefix: charts}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -20,28 +20,22 @@ from dave_lightning.callbacks._evaluation import (
     network_patch_size,
 )
 from dave_lightning.callbacks._grids import build_grid_set
-from dave_lightning.callbacks._logging import custom_scalars_layout, logging_step, summary_writers
+from dave_lightning.callbacks._guard import AbandonedError, FailureGuard, MonitorError
+from dave_lightning.callbacks._logging import (
+    custom_scalars_layout,
+    epoch_scalars,
+    logging_step,
+    summary_writers,
+)
+from dave_lightning.callbacks._precision import float32_network
 from dave_lightning.callbacks._probe import Probe, select_probe
-from dave_lightning.callbacks._report import log_epoch_figures
+from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
 from dave_lightning.callbacks._safety import preserved_training_state
+from dave_lightning.callbacks._validation import validation_loader
 from dave_lightning.dave import DAVE
-from dave_lightning.errors import ConfigurationError, DaveError
+from dave_lightning.errors import ConfigurationError
 
 __all__ = ["MonitorError", "MonitorLogic"]
-
-
-class MonitorError(DaveError, RuntimeError):
-    """An evaluation pass of the monitor failed (raised when ``on_error="raise"``)."""
-
-
-def _first_loader(loaders: Any, index: int) -> Any:
-    if loaders is None:
-        return None
-    if isinstance(loaders, Sequence):
-        return loaders[index] if index < len(loaders) else None
-    if isinstance(loaders, Mapping):
-        return list(loaders.values())[index] if index < len(loaders) else None
-    return loaders if index == 0 else None
 
 
 def _display_stats(network: nn.Module, config: MonitorConfig) -> tuple[Any, Any]:
@@ -61,7 +55,7 @@ class MonitorLogic:
         self.config = config
         self.probe: Probe | None = None
         self.history: list[dict[str, float]] = []
-        self.num_failures = 0
+        self.guard = FailureGuard(config.on_error, config.log_prefix)
         self.last_seconds: dict[str, float] = {}
         self._network: nn.Module | None = None
         self._evaluation: Evaluation | None = None
@@ -70,6 +64,15 @@ class MonitorLogic:
         self._warned: set[str] = set()
         self._layout_written = False
         self._last_epoch_run: int | None = None
+
+    @property
+    def num_failures(self) -> int:
+        """How many evaluations (or their figure or logging steps) have failed so far."""
+        return self.guard.count
+
+    @num_failures.setter
+    def num_failures(self, count: int) -> None:
+        self.guard.count = count
 
     # --- setup and probe -------------------------------------------------------------------------
 
@@ -104,12 +107,15 @@ class MonitorLogic:
         self._evaluation = Evaluation(self.config, attributors, patch_size)
 
     def ensure_probe(self, trainer: Any) -> None:
-        """Choose the probe set once (it is then kept in the callback's state)."""
+        """Choose the probe set once (it is then kept in the callback's state).
+
+        Raises:
+            ConfigurationError: When there is no validation loader at ``dataloader_idx``.
+        """
         if self.probe is not None:
+            validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
             return
-        loader = _first_loader(trainer.val_dataloaders, self.config.dataloader_idx)
-        if loader is None:
-            return
+        loader = validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
         with preserved_training_state(self._require_network()):
             self.probe = select_probe(
                 loader, self.config.num_images, self.config.seed, self.config.batch_transform
@@ -135,64 +141,81 @@ class MonitorLogic:
     # --- one evaluation ------------------------------------------------------------------------
 
     def run(self, trainer: Any, pl_module: Any) -> None:
-        """Attribute the probe, compute the metrics, log them; never disturbs training."""
+        """Attribute the probe, compute the metrics, log them; never disturbs training.
+
+        Every step is guarded: a failure is counted, logged as ``{log_prefix}/failures`` and
+        warned about (``on_error="warn"``), or raised as :class:`MonitorError`.
+        """
         network = self._require_network()
         self._last_epoch_run = trainer.current_epoch
         start = time.perf_counter()
         with preserved_training_state(pl_module), torch.inference_mode(False), torch.no_grad():
             outcome = self._evaluate(trainer, network)
-            if outcome is None:
-                return
-            results, reference, figure_maps = outcome
-            self._log_scalars(trainer, pl_module, results, time.perf_counter() - start)
-            figures_start = time.perf_counter()
-            if trainer.is_global_zero and figure_maps:
-                log_epoch_figures(trainer, self, network, results, reference, figure_maps)
-        assert self._evaluation is not None
-        self.last_seconds = dict(self._evaluation.seconds)
-        self.last_seconds["figures"] = time.perf_counter() - figures_start
-        self.last_seconds["total"] = time.perf_counter() - start
+            if outcome is not None:
+                self._publish(trainer, pl_module, network, outcome, time.perf_counter() - start)
+            self.guard.log_count(pl_module)
+        if outcome is not None:
+            self.last_seconds["total"] = time.perf_counter() - start
 
     def _evaluate(self, trainer: Any, network: nn.Module) -> Any:
+        """The part every process runs in step (each stage ends in an agreement on failure)."""
         evaluation = self._evaluation
         assert evaluation is not None
-        assert self.probe is not None
         evaluation.seconds = {}
-        device = next(network.parameters()).device
-        evaluation.to(device)
-        failure: BaseException | None = None
-        figure_maps: dict[str, Tensor] = {}
         try:
-            figure_maps = self._local_pass(trainer, network, device)
-        except Exception as error:  # reported below, on every rank
-            failure = error
-        if self._failed_anywhere(trainer, failure):
-            evaluation.reset()
-            self._report_failure(trainer, failure)
+            kept = self.guard.agreed(trainer, lambda: self._local_pass(trainer, network))
+            results, reference = self.guard.agreed(trainer, self._compute)
+            maps = self.guard.agreed(trainer, lambda: self._gather_figure_maps(trainer, kept))
+        except AbandonedError:
             return None
-        results, reference = evaluation.compute(self._has_regions(), self._grids is not None)
-        evaluation.reset()
+        finally:
+            evaluation.reset()
+        return results, reference, maps
+
+    def _publish(
+        self, trainer: Any, pl_module: Any, network: nn.Module, outcome: Any, seconds: float
+    ) -> None:
+        """Figures (rank 0), then the scalars; each guarded on its own process only."""
+        results, reference, figure_maps = outcome
+        figures_start = time.perf_counter()
+        if trainer.is_global_zero:
+            self.guard.locally(
+                trainer,
+                lambda: self._write_figures(trainer, network, results, reference, figure_maps),
+            )
+        figures_seconds = time.perf_counter() - figures_start
+        self.guard.locally(trainer, lambda: self._log_scalars(trainer, pl_module, results, seconds))
+        assert self._evaluation is not None
+        self.last_seconds = dict(self._evaluation.seconds) | {"figures": figures_seconds}
+
+    def _local_pass(self, trainer: Any, network: nn.Module) -> dict[str, Tensor]:
+        assert self.probe is not None
+        assert self._evaluation is not None
+        device = next(network.parameters()).device
+        self._evaluation.to(device)
+        with float32_network(network, self.config.autocast is None):
+            dtype = next(network.parameters()).dtype
+            images = self.probe.images.to(device=device, dtype=dtype)
+            targets = self._targets(network, images)
+            self._calibrate(images, targets)
+            positions = torch.arange(trainer.global_rank, len(self.probe), trainer.world_size)
+            share = self.probe.select(positions)
+            share.images = images[positions.to(device)]
+            grids = self._grid_share(trainer, network, device, dtype)
+            keep = positions < self.config.log_images
+            self._warn_missing_regions()
+            return self._evaluation.update(
+                network, share, targets[positions.to(device)], grids, keep
+            )
+
+    def _compute(self) -> tuple[dict[str, MethodScores], Tensor | None]:
+        """Synchronise and compute every metric (a collective), plus DAVE's chosen noise level."""
+        assert self._evaluation is not None
+        results, reference = self._evaluation.compute(self._has_regions(), self._grids is not None)
         dave = self._auto_dave()
         if dave is not None and dave.noise_alpha is not None:
             results.setdefault("dave", MethodScores()).scalars["noise_alpha"] = dave.noise_alpha
-        return results, reference, self._gather_figure_maps(trainer, figure_maps)
-
-    def _local_pass(
-        self, trainer: Any, network: nn.Module, device: torch.device
-    ) -> dict[str, Tensor]:
-        assert self.probe is not None
-        assert self._evaluation is not None
-        dtype = next(network.parameters()).dtype
-        images = self.probe.images.to(device=device, dtype=dtype)
-        targets = self._targets(network, images)
-        self._calibrate(images, targets)
-        positions = torch.arange(trainer.global_rank, len(self.probe), trainer.world_size)
-        share = self.probe.select(positions)
-        share.images = images[positions.to(device)]
-        grids = self._grid_share(trainer, network, device, dtype)
-        keep = positions < self.config.log_images
-        self._warn_missing_regions()
-        return self._evaluation.update(network, share, targets[positions.to(device)], grids, keep)
+        return results, reference
 
     def _targets(self, network: nn.Module, images: Tensor) -> Tensor:
         """Every probe image's class to explain (the caller restores module modes)."""
@@ -249,26 +272,7 @@ class MonitorLogic:
                 "'mask' (or convert with `batch_transform`) to enable it.",
             )
 
-    # --- distributed agreement and reporting -----------------------------------------------------
-
-    @staticmethod
-    def _failed_anywhere(trainer: Any, failure: BaseException | None) -> bool:
-        flag = torch.tensor(float(failure is not None))
-        if trainer.world_size > 1:
-            flag = trainer.strategy.reduce(flag.to(trainer.strategy.root_device), reduce_op="sum")
-        return bool(flag.item() > 0)
-
-    def _report_failure(self, trainer: Any, failure: BaseException | None) -> None:
-        self.num_failures += 1
-        where = f"{type(failure).__name__}: {failure}" if failure else "failed on another process"
-        message = (
-            f"AttributionMonitor: the evaluation at epoch {trainer.current_epoch} failed ({where})"
-        )
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        if self.config.on_error == "raise":
-            raise MonitorError(message) from failure
-        warnings.warn(message + "; training goes on.", RuntimeWarning, stacklevel=2)
+    # --- warnings and figure maps ---------------------------------------------------------------
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -277,21 +281,8 @@ class MonitorLogic:
 
     def _gather_figure_maps(self, trainer: Any, kept: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """The maps of the first ``log_images`` probe images, on every process (a collective)."""
-        count = min(self.config.log_images, len(self.probe or ()))
-        if count == 0 or not trainer.loggers:
-            return {}
         assert self.probe is not None
-        height, width = self.probe.images.shape[-2:]
-        positions = torch.arange(trainer.global_rank, count, trainer.world_size)
-        gathered = {}
-        for method in self.config.methods:
-            full = torch.zeros(count, height, width, device=trainer.strategy.root_device)
-            if method in kept and len(positions):
-                full[positions] = kept[method].to(full)
-            if trainer.world_size > 1:
-                full = trainer.strategy.reduce(full, reduce_op="sum")
-            gathered[method] = full.cpu()
-        return gathered
+        return gather_figure_maps(trainer, self.config, self.probe, kept)
 
     # --- logging -------------------------------------------------------------------------------
 
@@ -299,31 +290,39 @@ class MonitorLogic:
         self, trainer: Any, pl_module: Any, results: Mapping[str, MethodScores], seconds: float
     ) -> None:
         prefix = self.config.log_prefix
-        scalars: dict[str, float] = {f"{prefix}/time_s": seconds}
+        scalars = epoch_scalars(prefix, results, seconds)
         for method, scores in results.items():
-            for metric, value in scores.scalars.items():
-                if value == value:  # not NaN
-                    scalars[f"{prefix}/{method}/{metric}"] = value
             if scores.num_nan:
-                scalars[f"{prefix}/{method}/num_nan"] = float(scores.num_nan)
                 self._warn_once(
                     f"nan-{method}",
                     f"AttributionMonitor: {method} produced "
                     f"{scores.num_nan} non-finite maps; they are excluded and counted.",
                 )
-        if self.num_failures:
-            scalars[f"{prefix}/failures"] = float(self.num_failures)
         # Through Lightning's own logging: every logger gets them at the step of the epoch's
         # validation metrics (the figures use that step too), checkpoint/early-stopping monitors
-        # see them, and `trainer.validate` returns them.
+        # see them, and `trainer.validate` returns them. The failure count is logged by `run`.
         pl_module.log_dict(scalars, on_step=False, on_epoch=True, batch_size=1)
-        self.history.append(
-            {"epoch": float(trainer.current_epoch), "step": float(logging_step(trainer))} | scalars
-        )
+        row = {"epoch": float(trainer.current_epoch), "step": float(logging_step(trainer))}
+        if self.num_failures:
+            row[f"{prefix}/failures"] = float(self.num_failures)
+        self.history.append(row | scalars)
+
+    def _write_figures(
+        self,
+        trainer: Any,
+        network: nn.Module,
+        results: Mapping[str, MethodScores],
+        reference: Tensor | None,
+        figure_maps: Mapping[str, Tensor],
+    ) -> None:
+        """Rank 0: the custom-scalars layout once, then this epoch's figures."""
         self._write_layout(trainer)
+        if figure_maps:
+            with float32_network(network, self.config.autocast is None):
+                log_epoch_figures(trainer, self, network, results, reference, figure_maps)
 
     def _write_layout(self, trainer: Any) -> None:
-        if self._layout_written or not trainer.is_global_zero:
+        if self._layout_written:
             return
         layout = custom_scalars_layout(
             self.config.log_prefix, self.config.metrics, self.config.deletion_order

@@ -22,9 +22,35 @@ from dave_lightning.viz import (
 
 if TYPE_CHECKING:
     from dave_lightning.callbacks._monitor import MonitorLogic
+    from dave_lightning.callbacks._probe import Probe
 
 
-__all__ = ["log_epoch_figures"]
+__all__ = ["gather_figure_maps", "log_epoch_figures"]
+
+
+def gather_figure_maps(
+    trainer: Any, config: MonitorConfig, probe: Probe, kept: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """The maps of the first ``log_images`` probe images, on every process (a collective).
+
+    Empty when there is nothing to draw them for: no images asked for, no logger and no
+    ``figure_dir``. Every process calls it with its share ``kept`` (positions ``rank``,
+    ``rank + world_size``, ...); the shares are summed into place.
+    """
+    count = min(config.log_images, len(probe))
+    if count == 0 or not (trainer.loggers or config.figure_dir is not None):
+        return {}
+    height, width = probe.images.shape[-2:]
+    positions = torch.arange(trainer.global_rank, count, trainer.world_size)
+    gathered = {}
+    for method in config.methods:
+        full = torch.zeros(count, height, width, device=trainer.strategy.root_device)
+        if method in kept and len(positions):
+            full[positions] = kept[method].to(full)
+        if trainer.world_size > 1:
+            full = trainer.strategy.reduce(full, reduce_op="sum")
+        gathered[method] = full.cpu()
+    return gathered
 
 
 def _row_titles(network: nn.Module, images: Tensor, labels: Tensor) -> list[str]:

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 
 from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._monitor import MonitorError, MonitorLogic
+from dave_lightning.callbacks._validation import check_validation_runs
 
 __all__ = ["AttributionMonitor", "MonitorError"]
 
@@ -55,17 +56,23 @@ class _MonitorHooks(MonitorLogic):
         deletion_batch_size: Perturbed copies per forward pass.
         seed: Seed of the probe choice, the grids and every random draw.
         log_prefix: Tag prefix: scalars are ``{log_prefix}/{method}/{metric}``.
-        on_error: ``"warn"`` (count, log, warn, go on) or ``"raise"`` when an evaluation fails.
+        on_error: ``"warn"`` (count, log as ``{log_prefix}/failures``, warn, go on) or
+            ``"raise"`` when any step of an evaluation fails (attribution, metrics, logging,
+            figures).
         batch_transform: Turns a validation batch into ``(images, labels[, boxes])`` or a dict.
         model_attribute: Attribute path of the network inside the LightningModule (default: the
             LightningModule itself, whose forward must return logits).
-        autocast: ``None`` attributes in float32 even under mixed precision; ``"bf16"`` or
-            ``"fp16"`` opts in to autocast.
+        autocast: ``None`` attributes in float32 even under mixed precision, and under
+            ``precision="bf16-true"``/``"16-true"`` on a float32 copy of the half-precision
+            weights (the trained weights are never written); ``"bf16"`` or ``"fp16"`` opts in
+            to autocast (then the weights are used in their own dtype).
         display_mean: Per-channel mean to undo for display (default: the timm model's).
         display_std: Per-channel std to undo for display (default: the timm model's).
-        dataloader_idx: Which validation loader the probe comes from.
+        dataloader_idx: Which validation loader the probe comes from (checked at the first
+            validation, before any attribution).
         patch_size: Patch size for ``"patch_artifact"`` (default: the timm model's).
-        figure_dir: Also save each epoch's figures as PNG files in this folder (rank 0).
+        figure_dir: Also save each epoch's figures as PNG files in this folder (rank 0; also
+            with ``logger=False``).
     """
 
     def __init__(
@@ -115,7 +122,7 @@ class _MonitorHooks(MonitorLogic):
             flip_prob=flip_prob,
             rotation=rotation,
             translation=translation,
-            scale=tuple(scale),  # type: ignore[arg-type]
+            scale=tuple(scale) if isinstance(scale, list | tuple) else scale,  # type: ignore[arg-type]
             aggregation=aggregation,
             method_options=dict(method_options or {}),
             max_batch_size=max_batch_size,
@@ -151,7 +158,13 @@ class _MonitorHooks(MonitorLogic):
         return f"{type(self).__qualname__}{{'log_prefix': {self.config.log_prefix!r}}}"
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Resolve the network and build the attributors: bad configurations fail here."""
+        """Resolve the network and build the attributors: bad configurations fail here.
+
+        In ``fit`` it also fails when Lightning will run no validation (no loader, no
+        ``validation_step`` or ``limit_val_batches=0``): the monitor would never run.
+        """
+        if stage == "fit":
+            check_validation_runs(trainer, pl_module)
         if stage in ("fit", "validate"):
             self.setup_monitor(pl_module)
 

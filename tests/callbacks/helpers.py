@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, Dataset
 
+from dave_lightning.baselines.gradient import Gradient
 from tests.conftest import tiny_vit
 
 NUM_CLASSES = 5
@@ -95,3 +98,103 @@ def events(root: Path) -> EventAccumulator:
 
 
 FAST = dict(num_images=10, num_samples=3, log_images=2, deletion_steps=4, max_grids=2)
+
+
+class Spy(Gradient):
+    """The gradient baseline, recording what each call saw (register it to use it)."""
+
+    calls: ClassVar[list[dict[str, Any]]] = []
+
+    def _attribute(
+        self, images: torch.Tensor, targets: torch.Tensor, image_ids: list[int]
+    ) -> torch.Tensor:
+        device = images.device.type
+        record: dict[str, Any] = {
+            "ids": list(image_ids),
+            "targets": targets[:, 0].cpu(),
+            "images_dtype": images.dtype,
+            "parameter_dtypes": {p.dtype for p in self.model.parameters()},
+            "autocast": torch.is_autocast_enabled(device),
+            "autocast_dtype": torch.get_autocast_dtype(device),
+        }
+        maps = super()._attribute(images, targets, image_ids)
+        record["maps_dtype"] = maps.dtype
+        Spy.calls.append(record)
+        return maps
+
+
+class StateRecorder(pl.Callback):
+    """Placed after the monitor: what the training state looks like right after its hook.
+
+    (Lightning resets module modes after validation, so modes must be read here.)
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.rows.append(state_of(pl_module))
+
+
+def state_of(model: torch.nn.Module) -> dict[str, Any]:
+    """Modes, requires_grad flags, gradients and every global RNG stream, as comparable values."""
+    return {
+        "training": [module.training for module in model.modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grad": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state()[1].copy(),
+        "python": random.getstate(),
+    }
+
+
+MID_ACCUMULATION = dict(accumulate_grad_batches=2, val_check_interval=1)
+"""Validation after every batch, mid-accumulation: training gradients are live during it."""
+
+
+def training_fingerprint(root: Path, callbacks: list[Any], **options: Any) -> dict[str, Any]:
+    """Fit a seeded TinyClassifier for two epochs; everything training depends on, afterwards.
+
+    With :data:`MID_ACCUMULATION` options the monitor runs while parameters hold accumulated
+    gradients (Lightning clears them before other validations), so ``.grad`` is put to the test.
+    """
+    recorder = StateRecorder()
+    pl.seed_everything(0, verbose=False)
+    model = TinyClassifier()
+    run = trainer(root, [*callbacks, recorder], **options)
+    run.fit(model, *loaders())
+    optimizer = run.optimizers[0]
+    return {
+        "weights": {k: v.clone() for k, v in model.state_dict().items()},
+        "optimizer": [
+            {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+            for state in optimizer.state_dict()["state"].values()
+        ],
+        "optimizer_holds_the_parameters": all(
+            p is q
+            for p, q in zip(optimizer.param_groups[0]["params"], model.parameters(), strict=True)
+        ),
+        "seen": torch.cat(model.seen),
+        "after_fit": state_of(model),
+        "after_each_validation": recorder.rows,
+    }
+
+
+def assert_same(first: Any, second: Any, where: str = "fingerprint") -> None:
+    """Exact equality of nested dicts/lists/tuples of tensors, arrays and plain values."""
+    if isinstance(first, torch.Tensor):
+        assert isinstance(second, torch.Tensor), where
+        assert first.dtype == second.dtype, where
+        assert torch.equal(first, second), where
+    elif isinstance(first, np.ndarray):
+        assert np.array_equal(first, second), where
+    elif isinstance(first, dict):
+        assert first.keys() == second.keys(), where
+        for key in first:
+            assert_same(first[key], second[key], f"{where}[{key!r}]")
+    elif isinstance(first, list | tuple):
+        assert len(first) == len(second), where
+        for index, (a, b) in enumerate(zip(first, second, strict=True)):
+            assert_same(a, b, f"{where}[{index}]")
+    else:
+        assert first == second, where

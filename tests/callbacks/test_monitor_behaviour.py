@@ -16,7 +16,15 @@ from dave_lightning import BadInputError, ConfigurationError, UnsupportedModelEr
 from dave_lightning.attributor import Attributor
 from dave_lightning.callbacks import AttributionMonitor, MonitorError
 from dave_lightning.registry import _REGISTRY, register_attributor
-from tests.callbacks.helpers import FAST, BoxedImages, TinyClassifier, loaders, trainer
+from tests.callbacks.helpers import (
+    FAST,
+    BoxedImages,
+    Spy,
+    TinyClassifier,
+    events,
+    loaders,
+    trainer,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +60,11 @@ from tests.callbacks.helpers import FAST, BoxedImages, TinyClassifier, loaders, 
         ({"autocast": "int8"}, r"`autocast`: expected one of None, 'bf16', 'fp16'"),
         ({"log_prefix": ""}, r"`log_prefix`"),
         ({"display_mean": [0.5, 0.5, 0.5]}, r"display_mean/display_std"),
+        (
+            {"scale": 1.0},
+            r"`scale`: expected a \(low, high\) pair such as \(0.9, 1.1\), received 1.0",
+        ),
+        ({"scale": (0.9, 1.0, 1.1)}, r"`scale`: expected a \(low, high\) pair"),
     ],
 )
 def test_bad_configurations_fail_at_construction(options: dict[str, Any], pattern: str) -> None:
@@ -120,6 +133,11 @@ def test_on_error_warn_counts_logs_and_training_goes_on(tmp_path: Path, failing:
         run.fit(TinyClassifier(), *loaders())
     assert run.current_epoch == 2
     assert monitor.num_failures == 2
+    logged = events(tmp_path).Scalars("explain/failures")
+    assert [event.value for event in logged] == [1.0, 2.0]  # the running count, once per epoch
+    assert [event.step for event in logged] == [
+        event.step for event in events(tmp_path).Scalars("val_loss")
+    ]
 
 
 def test_on_error_raise_stops_with_the_cause(tmp_path: Path, failing: Any) -> None:
@@ -207,7 +225,36 @@ def test_resume_from_a_checkpoint_keeps_the_probe_set(tmp_path: Path) -> None:
     assert not torch.equal(fresh.probe.indices, first.probe.indices)
 
 
-def test_pred_targets_and_opt_in_autocast(tmp_path: Path) -> None:
-    monitor = AttributionMonitor(methods=["dave"], target="pred", autocast="bf16", **FAST)
-    trainer(tmp_path, [monitor], max_epochs=1).fit(TinyClassifier(), *loaders())
-    assert 0 <= monitor.history[-1]["explain/dave/energy_pg"] <= 1
+def _probe_calls(spy: type[Spy]) -> list[dict[str, Any]]:
+    return [call for call in spy.calls if min(call["ids"]) >= 0]  # grids have negative ids
+
+
+def test_pred_targets_and_opt_in_autocast(tmp_path: Path, spy: type[Spy]) -> None:
+    pl.seed_everything(0, verbose=False)
+    model = TinyClassifier()
+    monitor = AttributionMonitor(methods=["spy"], target="pred", autocast="bf16", **FAST)
+    trainer(tmp_path, [monitor], max_epochs=1).fit(model, *loaders())
+    model.eval()
+    with torch.no_grad():
+        predictions = model(monitor.probe.images).argmax(dim=1)
+    assert not torch.equal(predictions, monitor.probe.labels)  # else the test could not tell
+    (call,) = _probe_calls(spy)
+    assert torch.equal(call["targets"], predictions)
+    assert call["ids"] == monitor.probe.indices.tolist()
+    assert call["autocast"]
+    assert call["autocast_dtype"] == torch.bfloat16
+    assert 0 <= monitor.history[-1]["explain/spy/energy_pg"] <= 1
+
+
+def test_float32_without_autocast_by_default_under_mixed_precision(
+    tmp_path: Path, spy: type[Spy]
+) -> None:
+    monitor = AttributionMonitor(methods=["spy"], **FAST)
+    run = trainer(tmp_path, [monitor], max_epochs=1, precision="bf16-mixed", logger=False)
+    run.fit(TinyClassifier(), *loaders())
+    calls = _probe_calls(spy)
+    assert calls
+    assert torch.equal(calls[0]["targets"], monitor.probe.labels)  # target="label"
+    for call in calls:
+        assert not call["autocast"]
+        assert call["images_dtype"] == call["maps_dtype"] == torch.float32

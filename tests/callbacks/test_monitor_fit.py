@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import CSVLogger
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 from dave_lightning import get_attributor
 from dave_lightning.callbacks import AttributionMonitor
 from dave_lightning.metrics.functional import patch_artifact_score
-from tests.callbacks.helpers import FAST, TinyClassifier, events, loaders, trainer
+from tests.callbacks.helpers import (
+    FAST,
+    MID_ACCUMULATION,
+    TinyClassifier,
+    assert_same,
+    events,
+    loaders,
+    trainer,
+    training_fingerprint,
+)
 from tests.conftest import tiny_vit
 
 METHODS = ["dave", "gradient", "random"]
@@ -64,38 +70,15 @@ def test_scalars_images_and_layout_reach_tensorboard(tmp_path: Path) -> None:
     )
 
 
-def _training_fingerprint(root: Path, callbacks: list) -> dict:
-    run, model = _fit(root, callbacks)
-    optimizer = run.optimizers[0].state_dict()
-    return {
-        "weights": {k: v.clone() for k, v in model.state_dict().items()},
-        "optimizer": [s["exp_avg"].clone() for s in optimizer["state"].values()],
-        "seen": torch.cat(model.seen),
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state()[1].copy(),
-        "python": random.getstate(),
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "training": [m.training for m in model.modules()],
-    }
-
-
 def test_training_is_bit_for_bit_unchanged_by_the_monitor(tmp_path: Path) -> None:
-    without = _training_fingerprint(tmp_path / "without", [])
+    without = training_fingerprint(tmp_path / "without", [], **MID_ACCUMULATION)
     monitor = AttributionMonitor(
         methods=["dave", "smoothgrad"], method_options={"smoothgrad": {"nt_samples": 3}}, **FAST
     )
-    with_monitor = _training_fingerprint(tmp_path / "with", [monitor])
+    with_monitor = training_fingerprint(tmp_path / "with", [monitor], **MID_ACCUMULATION)
     assert len(monitor.history) == 2  # it really ran
-    for key, value in without["weights"].items():
-        assert torch.equal(value, with_monitor["weights"][key]), key
-    for a, b in zip(without["optimizer"], with_monitor["optimizer"], strict=True):
-        assert torch.equal(a, b)
-    assert torch.equal(without["seen"], with_monitor["seen"])  # same shuffled batch order
-    assert torch.equal(without["torch"], with_monitor["torch"])
-    assert np.array_equal(without["numpy"], with_monitor["numpy"])
-    assert without["python"] == with_monitor["python"]
-    assert without["requires_grad"] == with_monitor["requires_grad"]
-    assert without["training"] == with_monitor["training"]
+    assert with_monitor["after_each_validation"][1]["grad"][0] is not None  # live gradients
+    assert_same(without, with_monitor)
 
 
 def test_patch_artifact_equals_the_metric_on_the_same_maps(tmp_path: Path) -> None:
@@ -133,13 +116,19 @@ def test_every_n_epochs_and_other_loggers(tmp_path: Path) -> None:
     assert "explain/gradient/grid_pg" in text.splitlines()[0]
 
 
-def test_logger_false_works_silently(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
-    monitor = AttributionMonitor(methods=["gradient"], **FAST)
+def test_logger_false_works_silently_and_still_writes_figure_dir(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    figures = tmp_path / "png"
+    monitor = AttributionMonitor(methods=["gradient"], figure_dir=str(figures), **FAST)
     run, _ = _fit(tmp_path, [monitor], logger=False)
     assert not [w for w in recwarn if "logger" in str(w.message)]
     assert len(monitor.history) == 2
     assert "explain/gradient/deletion_auc" in run.callback_metrics
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
+    assert sorted(path.name for path in figures.iterdir()) == [
+        f"{kind}_epoch00{e}.png" for kind in ("deletion_curves", "overlays") for e in (0, 1)
+    ]
 
 
 def test_validate_under_inference_mode_returns_the_scores(tmp_path: Path) -> None:
