@@ -15,7 +15,13 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["BadInputError", "ConfigurationError", "DaveError", "UnsupportedModelError"]
+__all__ = [
+    "BadInputError",
+    "ConfigurationError",
+    "DaveError",
+    "ModelCreationError",
+    "UnsupportedModelError",
+]
 
 
 class DaveError(Exception):
@@ -46,3 +52,11 @@ class ConfigurationError(BadInputError):
 
 class UnsupportedModelError(DaveError, TypeError):
     """The model contains modules whose effective (frozen-operator) form is unknown."""
+
+
+class ModelCreationError(DaveError):
+    """timm could not build a model.
+
+    An unknown name, arguments the model does not take, or weights that cannot be fetched;
+    raised by ``dave-lightning explain`` and the demo's classifier with a one-line message.
+    """

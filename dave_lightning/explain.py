@@ -28,7 +28,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from dave_lightning.errors import BadInputError, DaveError, UnsupportedModelError
+from dave_lightning._timm_models import create_model, first_line
+from dave_lightning.errors import (
+    BadInputError,
+    DaveError,
+    ModelCreationError,
+    UnsupportedModelError,
+)
 from dave_lightning.registry import get_attributor
 
 __all__ = [
@@ -51,52 +57,6 @@ _VIT_HINT = (
 
 class ExplainError(DaveError):
     """A problem the ``explain`` command reports in one line (no traceback)."""
-
-
-class ModelCreationError(ExplainError):
-    """timm could not build a model (also raised by the demo's ``ImageClassifier``)."""
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0]
-
-
-def _creation_problem(
-    name: str, pretrained: bool, kwargs: Mapping[str, Any], error: Exception
-) -> str:
-    detail = f"{type(error).__name__}: {_first_line(error)}"
-    if isinstance(error, RuntimeError) and "Unknown model" in str(error):
-        return f"unknown timm model {name!r} (see timm.list_models())"
-    if pretrained and isinstance(error, OSError):  # hub and download errors are OSErrors
-        return (
-            f"cannot fetch the pretrained weights of {name!r} (no network and no local copy?): "
-            f"{detail}"
-        )
-    if isinstance(error, TypeError) and kwargs:
-        return f"timm model {name!r} does not take the arguments {dict(kwargs)}: {detail}"
-    return f"cannot create timm model {name!r}: {detail}"
-
-
-def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """``timm.create_model``, with every failure turned into a one-line error.
-
-    Args:
-        name: A timm model name.
-        pretrained: Load timm's pretrained weights (needs network access or a local copy).
-        **kwargs: Further ``timm.create_model`` arguments.
-
-    Returns:
-        The model.
-
-    Raises:
-        ModelCreationError: For an unknown name, arguments the model does not take, pretrained
-            weights that cannot be fetched, or any other failure while building.
-    """
-    try:
-        model: nn.Module = timm.create_model(name, pretrained=pretrained, **kwargs)
-    except Exception as error:  # timm, the hub and model constructors raise many types
-        raise ModelCreationError(_creation_problem(name, pretrained, kwargs, error)) from None
-    return model
 
 
 @dataclass(frozen=True)
@@ -133,7 +93,7 @@ def _read_checkpoint(path: Path) -> Mapping[str, Any]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for bad files
         raise ExplainError(
-            f"cannot read checkpoint {path}: {type(error).__name__}: {_first_line(error)}"
+            f"cannot read checkpoint {path}: {type(error).__name__}: {first_line(error)}"
         ) from None
     if not isinstance(loaded, Mapping):
         raise ExplainError(f"checkpoint {path} holds a {type(loaded).__name__}, not a state dict")
@@ -253,7 +213,7 @@ def _device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise ExplainError(f"--device {name!r}: {_first_line(error)}") from None
+        raise ExplainError(f"--device {name!r}: {first_line(error)}") from None
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if device.type == "cuda" and (device.index or 0) >= count:
         raise ExplainError(f"--device {name}: this machine has {count} CUDA GPUs; use --device cpu")
@@ -265,7 +225,7 @@ def _to_device(model: nn.Module, name: str) -> torch.device:
     try:
         model.to(device)
     except (RuntimeError, AssertionError) as error:  # e.g. torch built without that backend
-        raise ExplainError(f"--device {name}: {_first_line(error)}") from None
+        raise ExplainError(f"--device {name}: {first_line(error)}") from None
     return device
 
 
@@ -328,7 +288,7 @@ def _attribute(
         attributor = get_attributor(options.method, model, **method_options)
         maps: Tensor = attributor.attribute(images, targets.to(images.device))
     except UnsupportedModelError as error:
-        first = _first_line(error).partition(";")[0].rstrip(":")
+        first = first_line(error).partition(";")[0].rstrip(":")
         raise ExplainError(f"{first}: {_VIT_HINT.format(method=options.method)}") from None
     except BadInputError as error:
         raise ExplainError(str(error)) from None

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from dave_lightning.explain import create_model
+from dave_lightning._timm_models import create_model
 
 __all__ = ["ImageClassifier"]
 

@@ -15,11 +15,11 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dave_lightning._timm_models import create_model
 from dave_lightning.callbacks import AttributionMonitor
 from dave_lightning.data import DEFAULT_CLASSES, IMAGENET_MEAN, IMAGENET_STD, SyntheticShapes
 from dave_lightning.demo.classifier import ImageClassifier
 from dave_lightning.errors import ConfigurationError
-from dave_lightning.explain import create_model
 
 __all__ = [
     "DEFAULT_MODEL",
