@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dave_lightning.dave import check_noise_alpha
@@ -31,6 +31,10 @@ _DAVE_OPTIONS = (
     "scale",
     "aggregation",
 )
+_DAVE_ONLY = tuple(name for name in _DAVE_OPTIONS if name != "num_samples")
+"""DAVE's options that need "dave" in ``methods`` when changed from their defaults.
+
+``num_samples`` is left out: callers such as the demo pass it whatever the methods are."""
 _AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -46,6 +50,10 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 def _check_choice(name: str, value: Any, valid: Sequence[str | None]) -> None:
     if value not in valid:
         raise _fail(name, "one of " + ", ".join(map(repr, valid)), value)
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _check_names(name: str, values: Any, valid: Sequence[str]) -> tuple[str, ...]:
@@ -119,6 +127,7 @@ class MonitorConfig:
         ):
             _check_int(name, getattr(self, name), minimum)
         self._check_dave_options()
+        self._check_dave_is_chosen()
         _check_deletion_options(
             self.deletion_steps,
             self.deletion_max_fraction,
@@ -162,6 +171,26 @@ class MonitorConfig:
         except ValueError as error:
             raise ConfigurationError(str(error)) from None
         _check_choice("aggregation", self.aggregation, ("robust", "mean"))
+
+    def _check_dave_is_chosen(self) -> None:
+        """DAVE's options set without "dave" in ``methods`` would be ignored: say so instead."""
+        if "dave" in self.methods:
+            return
+        defaults = {option.name: option.default for option in fields(self)}
+        changed = {
+            name: getattr(self, name)
+            for name in _DAVE_ONLY
+            if _as_tuple(getattr(self, name)) != _as_tuple(defaults[name])
+        }
+        if changed:
+            names = ", ".join(f"`{name}`" for name in changed)
+            received = ", ".join(f"{name}={value!r}" for name, value in changed.items())
+            verb = "applies" if len(changed) == 1 else "apply"
+            raise ConfigurationError(
+                f"{names}: {verb} only to the 'dave' method, which is not in `methods` "
+                f"{list(self.methods)}; add 'dave' to `methods` or leave {names} at the default "
+                f"(received {received})."
+            )
 
     def _check_method_options(self) -> None:
         if not isinstance(self.method_options, Mapping):

@@ -72,6 +72,22 @@ def test_bad_configurations_fail_at_construction(options: dict[str, Any], patter
         AttributionMonitor(**options)
 
 
+def test_dave_options_without_dave_among_the_methods_fail_at_construction() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        AttributionMonitor(methods=["gradient", "random"], noise_alpha="auto")
+    assert str(caught.value) == (
+        "`noise_alpha`: applies only to the 'dave' method, which is not in `methods` "
+        "['gradient', 'random']; add 'dave' to `methods` or leave `noise_alpha` at the default "
+        "(received noise_alpha='auto')."
+    )
+    with pytest.raises(ConfigurationError, match=r"^`noise_alpha`, `scale`: apply only to"):
+        AttributionMonitor(methods=["gradient"], noise_alpha=0.3, scale=[0.8, 1.2])
+    # Defaults, even spelled out, and the sample count the demo always passes are accepted.
+    AttributionMonitor(methods=["gradient"])
+    AttributionMonitor(methods=["gradient"], noise_alpha=None, scale=[0.9, 1.1], num_samples=16)
+    assert AttributionMonitor(noise_alpha="auto").config.noise_alpha == "auto"
+
+
 class _BatchNormModule(TinyClassifier):
     def __init__(self) -> None:
         super().__init__()
