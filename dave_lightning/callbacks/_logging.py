@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from dave_lightning.calibration import SensitivityCurve
     from dave_lightning.callbacks._evaluation import MethodScores
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "epoch_scalars",
     "figure_to_array",
     "log_figure",
+    "sensitivity_scalars",
     "summary_writers",
 ]
 
@@ -40,6 +42,9 @@ _LONG_NAMES = {
     "deletion_auc": "pixel deletion AUC",
     "patch_artifact": "patch-grid artifact score",
 }
+SENSITIVITY = "noise_sensitivity"
+"""Name of DAVE's noise-sensitivity curve under its method (``{prefix}/dave/noise_sensitivity``)."""
+SENSITIVITY_TITLE = "DAVE noise sensitivity: retained target score per noise level t"
 
 
 def logging_step(trainer: Any) -> int:
@@ -75,6 +80,32 @@ def epoch_scalars(
     return scalars
 
 
+def _level_name(level: float) -> str:
+    """``t_0.30`` for the level 0.3: two decimals unless the level needs more."""
+    text = f"{level:.2f}"
+    return f"t_{text}" if abs(float(text) - level) < 1e-9 else f"t_{level:.6g}"
+
+
+def sensitivity_scalars(curve: SensitivityCurve) -> dict[str, float]:
+    """DAVE's noise-sensitivity curve as scalars: per level, the retained fraction of the score.
+
+    Names avoid ``=`` and other characters some loggers (MLflow) rewrite.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> import torch
+        >>> curve = SimpleNamespace(levels=torch.tensor([0.3, 0.125], dtype=torch.float64),
+        ...                         retained=torch.tensor([0.75, 0.5]))
+        >>> sensitivity_scalars(curve)
+        {'noise_sensitivity/t_0.30': 0.75, 'noise_sensitivity/t_0.125': 0.5}
+    """
+    levels, retained = curve.levels.tolist(), curve.retained.tolist()
+    return {
+        f"{SENSITIVITY}/{_level_name(level)}": float(value)
+        for level, value in zip(levels, retained, strict=True)
+    }
+
+
 def chart_title(metric: str, deletion_order: str) -> str:
     """A chart title saying which way the metric improves.
 
@@ -89,12 +120,13 @@ def chart_title(metric: str, deletion_order: str) -> str:
 
 
 def custom_scalars_layout(
-    prefix: str, metrics: Sequence[str], deletion_order: str
+    prefix: str, metrics: Sequence[str], deletion_order: str, noise_sensitivity: bool = False
 ) -> dict[str, dict[str, list[Any]]]:
     """A TensorBoard custom-scalars layout: per metric one chart with every method on it.
 
     The prefix is matched literally (regex-escaped), so e.g. ``"val.explain"`` does not also
-    match ``"valXexplain"``.
+    match ``"valXexplain"``. With ``noise_sensitivity`` (``noise_alpha="auto"``) one more chart
+    holds DAVE's sensitivity curve, one line per noise level.
 
     Example:
         >>> layout = custom_scalars_layout("explain", ["grid_pg"], "most_relevant_first")
@@ -109,6 +141,8 @@ def custom_scalars_layout(
         ]
         for metric in metrics
     }
+    if noise_sensitivity:
+        charts[SENSITIVITY_TITLE] = ["Multiline", [f"^{pattern}/dave/{SENSITIVITY}/"]]
     return {prefix: charts}
 
 

@@ -25,6 +25,7 @@ from dave_lightning.callbacks._logging import (
     custom_scalars_layout,
     epoch_scalars,
     logging_step,
+    sensitivity_scalars,
     summary_writers,
 )
 from dave_lightning.callbacks._precision import float32_network
@@ -209,12 +210,19 @@ class MonitorLogic:
             )
 
     def _compute(self) -> tuple[dict[str, MethodScores], Tensor | None]:
-        """Synchronise and compute every metric (a collective), plus DAVE's chosen noise level."""
+        """Synchronise and compute every metric (a collective), plus DAVE's calibration.
+
+        With ``noise_alpha="auto"`` DAVE's scores also hold the chosen level (``noise_alpha``)
+        and its sensitivity curve (``noise_sensitivity/t_0.30``: retained score per level).
+        """
         assert self._evaluation is not None
         results, reference = self._evaluation.compute(self._has_regions(), self._grids is not None)
         dave = self._auto_dave()
         if dave is not None and dave.noise_alpha is not None:
-            results.setdefault("dave", MethodScores()).scalars["noise_alpha"] = dave.noise_alpha
+            scalars = results.setdefault("dave", MethodScores()).scalars
+            scalars["noise_alpha"] = dave.noise_alpha
+            if dave.calibration is not None:
+                scalars.update(sensitivity_scalars(dave.calibration))
         return results, reference
 
     def _targets(self, network: nn.Module, images: Tensor) -> Tensor:
@@ -325,7 +333,10 @@ class MonitorLogic:
         if self._layout_written:
             return
         layout = custom_scalars_layout(
-            self.config.log_prefix, self.config.metrics, self.config.deletion_order
+            self.config.log_prefix,
+            self.config.metrics,
+            self.config.deletion_order,
+            noise_sensitivity=self._auto_dave() is not None,
         )
         for writer in summary_writers(trainer.loggers):
             writer.add_custom_scalars(layout)

@@ -1,4 +1,4 @@
-"""Per-epoch figures of the monitor: probe overlays and deletion curves (rank 0 only)."""
+"""Per-epoch figures of the monitor: overlays, deletion curves, noise sensitivity (rank 0)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,23 @@ def log_epoch_figures(
     reference: Tensor | None,
     figure_maps: Mapping[str, Tensor],
 ) -> None:
-    """Log the overlay grid of the first probe images and the deletion-curve chart."""
+    """Log this evaluation's figures to every logger that takes images (and to ``figure_dir``).
+
+    Up to three figures, at the step of the epoch's scalars: ``{log_prefix}/overlays`` (the first
+    probe images with each method's map), ``{log_prefix}/deletion_curves`` (every method's mean
+    deletion curve and the random-order reference, when deletion is measured) and, with
+    ``noise_alpha="auto"``, ``{log_prefix}/dave/noise_sensitivity`` (DAVE's sensitivity curve
+    and the chosen level; the curve is also logged as scalars, with or without figures).
+
+    Args:
+        trainer: The Lightning trainer (its loggers, epoch and step).
+        monitor: The monitor whose probe, options and calibration are drawn.
+        network: The classifier, for the overlay titles' predictions (modes are restored by the
+            caller).
+        results: Per method its scores, with the deletion curve when measured.
+        reference: The random-order deletion curve, or ``None``.
+        figure_maps: Per method the maps of the first probe images (not empty).
+    """
     config, probe = monitor.config, monitor.probe
     assert probe is not None
     count = next(iter(figure_maps.values())).shape[0]

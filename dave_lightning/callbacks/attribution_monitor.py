@@ -31,7 +31,10 @@ class _MonitorHooks(MonitorLogic):
         num_samples: DAVE's Monte-Carlo samples per image.
         noise_alpha: DAVE's noise level; ``None`` uses the paper's value for the model, ``"auto"``
             re-calibrates it on the probe set at every run (logged as
-            ``{log_prefix}/dave/noise_alpha``, with the sensitivity curve as a figure).
+            ``{log_prefix}/dave/noise_alpha``, the sensitivity curve as scalars
+            ``{log_prefix}/dave/noise_sensitivity/t_0.30``, ... (retained score per level, one
+            custom-scalars chart) and, when figures are logged, as a figure). Needs ``"dave"`` in
+            ``methods``, as do DAVE's other options except ``num_samples``.
         flip_prob: DAVE's flip probability.
         rotation: DAVE's maximum rotation in degrees.
         translation: DAVE's maximum translation (fraction of the size).

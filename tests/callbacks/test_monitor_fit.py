@@ -162,3 +162,36 @@ def test_auto_noise_alpha_is_recalibrated_logged_and_drawn(tmp_path: Path) -> No
         monitor.probe.images, monitor.probe.labels, image_ids=monitor.probe.indices
     )
     assert expected == pytest.approx(chosen[-1])
+
+
+def test_auto_noise_sensitivity_is_logged_as_scalars_without_figures(tmp_path: Path) -> None:
+    monitor = AttributionMonitor(
+        methods=["dave"],
+        metrics=["energy_pg"],
+        noise_alpha="auto",
+        target="pred",  # every probe image counts in the curve: no NaN level
+        method_options={"dave": {"calibration_options": {"num_draws": 1}}},
+        **(FAST | {"log_images": 0}),
+    )
+    _fit(tmp_path, [monitor])
+    logged = events(tmp_path)
+    assert "explain/dave/noise_sensitivity" not in logged.Tags()["images"]  # figures are off
+    curve = monitor.calibration_curve()
+    assert curve is not None
+    assert curve.levels.tolist() == [round(0.1 * k, 1) for k in range(10)]
+    steps = [event.step for event in logged.Scalars("explain/dave/noise_alpha")]
+    assert len(steps) == 2
+    for level, retained in zip(curve.levels.tolist(), curve.retained.tolist(), strict=True):
+        events_at_level = logged.Scalars(f"explain/dave/noise_sensitivity/t_{level:.2f}")
+        assert [event.step for event in events_at_level] == steps  # every evaluation
+        assert events_at_level[-1].value == pytest.approx(retained)  # the last curve
+        assert monitor.history[-1][f"explain/dave/noise_sensitivity/t_{level:.2f}"] == (
+            pytest.approx(retained)
+        )
+    assert logged.Scalars("explain/dave/noise_sensitivity/t_0.00")[-1].value == pytest.approx(1.0)
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(logged.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for c in layout.category for chart in c.chart}
+    assert charts["DAVE noise sensitivity: retained target score per noise level t"] == [
+        "^explain/dave/noise_sensitivity/"
+    ]
