@@ -270,7 +270,7 @@ def slot_noise(
     noise = torch.empty(len(seeds), *shape, device=device, dtype=dtype)
     for row, seed in enumerate(seeds):
         generator.manual_seed(seed ^ _NOISE_STREAM)
-        noise[row] = torch.randn(*shape, generator=generator, device=device, dtype=dtype)
+        noise[row].normal_(generator=generator)  # the numbers torch.randn would draw, in place
     return noise
 
 
