@@ -166,6 +166,18 @@ def attribution_figure(
     return figure
 
 
+def _single_panel() -> tuple[Figure, Any]:
+    """A 5 x 3.5 inch figure with one axis and fixed margins.
+
+    Fixed margins instead of ``tight_layout``: the per-epoch figures always carry the same
+    labels, and the layout pass cost about 0.1 s per figure, each evaluation.
+    """
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.91)
+    return figure, axis
+
+
 def deletion_curves_figure(
     fractions: Tensor,
     curves: Mapping[str, Tensor],
@@ -183,8 +195,7 @@ def deletion_curves_figure(
     Returns:
         A matplotlib figure.
     """
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    figure, axis = _single_panel()
     x = fractions.cpu().numpy()
     for name, curve in curves.items():
         axis.plot(x, curve.detach().cpu().numpy(), "-", label=name)
@@ -195,7 +206,6 @@ def deletion_curves_figure(
     axis.set_title(title, fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
     return figure
 
 
@@ -209,8 +219,7 @@ def sensitivity_figure(curve: Any) -> Figure:
         A matplotlib figure with the measured curve, its monotone envelope, the threshold the
         envelope must stay above, and the chosen level.
     """
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    figure, axis = _single_panel()
     levels = curve.levels.numpy()
     axis.plot(levels, curve.retained.numpy(), "o-", label="retained score (mean)", markersize=3)
     axis.plot(levels, curve.envelope.numpy(), "-", color="black", alpha=0.5, label="envelope")
@@ -222,7 +231,6 @@ def sensitivity_figure(curve: Any) -> Figure:
     axis.set_title(f"DAVE noise calibration ({curve.num_used} images)", fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
     return figure
 
 
