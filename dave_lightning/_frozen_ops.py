@@ -57,12 +57,13 @@ def _gate_times(grad_output: Tensor, x: Tensor, y: Tensor) -> Tensor:
     """``grad_output · gate(x)`` read off the forward output: ``gate(x) = y / x``, 1/2 at 0.
 
     Two passes over the activations (a multiply and a divide) instead of re-evaluating the gate.
-    At ``x = 0`` every supported gate (Φ, its tanh form, sigmoid) is exactly 1/2.
+    At ``x = 0`` every supported gate (Φ, its tanh form, sigmoid) is exactly 1/2. A zero ``x``
+    makes ``0 / 0 = NaN``, so a finite sum (one reduction, no full-size temporary) proves there
+    is none; only otherwise are the zeros looked for and patched.
     """
     grad = torch.mul(grad_output, y).div_(x)
-    at_zero = x == 0
-    if bool(at_zero.any()):
-        grad = torch.where(at_zero, 0.5 * grad_output, grad)
+    if not bool(torch.isfinite(grad.sum())):
+        grad = torch.where(x == 0, 0.5 * grad_output, grad)
     return grad
 
 

@@ -146,6 +146,13 @@ def _add_per_image(total: Tensor, image_index: Tensor, maps: Tensor) -> None:
         total[image] += run.sum(dim=0)
 
 
+def _times_input(gradient: Tensor, originals: Tensor) -> Tensor:
+    """``gradient ⊙ originals``, in place when the gradient owns its memory (no extra buffer)."""
+    if gradient.is_contiguous() and gradient.shape == originals.shape:
+        return gradient.mul_(originals)
+    return gradient * originals
+
+
 class DAVE(Attributor):
     """Distribution-aware Attribution via ViT Gradient dEcomposition.
 
@@ -396,8 +403,13 @@ class DAVE(Attributor):
             noise = slot_noise(seeds, images.shape[1:], images.device, images.dtype)
             inputs = add_noise(inputs, chunk_levels, noise)
         scores = self._target_scores(self.model(inputs), targets[device_index])
-        gradients = [
-            torch.autograd.grad(scores[:, k].sum(), leaf, retain_graph=k + 1 < scores.shape[1])[0]
+        maps = [
+            _times_input(
+                torch.autograd.grad(scores[:, k].sum(), leaf, retain_graph=k + 1 < scores.shape[1])[
+                    0
+                ],
+                originals,
+            )
             for k in range(scores.shape[1])
         ]
-        return torch.stack(gradients, dim=1) * originals[:, None]
+        return maps[0].unsqueeze(1) if len(maps) == 1 else torch.stack(maps, dim=1)

@@ -118,6 +118,15 @@ def test_gelu_gate_at_zero_is_one_half() -> None:
     assert grad.tolist() == [0.5, 0.5]
 
 
+@pytest.mark.parametrize("upstream", [[2.0, 1.0, 3.0], [2.0, math.inf, 3.0]])
+def test_gelu_gate_patches_only_the_zeros_among_other_values(upstream: list[float]) -> None:
+    leaf = torch.tensor([0.0, 1.5, -2.0], dtype=DOUBLE, requires_grad=True)
+    grad_output = torch.tensor(upstream, dtype=DOUBLE)
+    (grad,) = torch.autograd.grad(frozen_gate_gelu(leaf), leaf, grad_output)
+    expected = grad_output * gelu_gate(leaf.detach())  # Φ(0) = 1/2; inf stays inf
+    assert grad.tolist() == pytest.approx(expected.tolist())
+
+
 def test_value_only_qkv_keeps_the_forward_and_drops_q_and_k_gradients() -> None:
     d = 4
     x = torch.randn(2, 5, d, dtype=DOUBLE)
