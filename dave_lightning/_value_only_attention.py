@@ -29,24 +29,19 @@ _MAX_SCORES = 1 << 24  # attention-matrix elements recomputed at once in backwar
 def _attention_probabilities(
     q: Tensor, k: Tensor, mask: Tensor | None, is_causal: bool, scale: float | None
 ) -> Tensor:
-    """``softmax(q kᵀ · scale + mask)`` as the library kernel defines it.
-
-    Large temporaries cost more to allocate (first-touch page faults) than to fill, so after the
-    one matmul everything is done in place.
-    """
+    """``softmax(q kᵀ · scale + mask)`` as the library kernel defines it."""
     factor = q.shape[-1] ** -0.5 if scale is None else scale
-    logits = torch.matmul(q, k.transpose(-2, -1)).mul_(factor)
+    logits = (q * factor) @ k.transpose(-2, -1)
     if is_causal:
         length, source = logits.shape[-2:]
         allowed = torch.ones(length, source, dtype=torch.bool, device=q.device).tril()
-        logits = logits.masked_fill_(~allowed, float("-inf"))
+        logits = logits.masked_fill(~allowed, float("-inf"))
     if mask is not None:
         if mask.dtype == torch.bool:
-            logits = logits.masked_fill_(~mask, float("-inf"))
+            logits = logits.masked_fill(~mask, float("-inf"))
         else:
-            logits = logits.add_(mask)
-    logits = logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
-    return logits.div_(logits.sum(dim=-1, keepdim=True))
+            logits = logits + mask
+    return logits.softmax(dim=-1)
 
 
 class _ValueOnlyAttention(torch.autograd.Function):
