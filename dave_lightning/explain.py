@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -91,9 +92,14 @@ def _read_checkpoint(path: Path) -> Mapping[str, Any]:
         raise ExplainError(f"checkpoint not found: {path}")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for bad files
+    except pickle.UnpicklingError as error:  # also what weights_only=True refuses
         raise ExplainError(
-            f"cannot read checkpoint {path}: {type(error).__name__}: {first_line(error)}"
+            f"cannot read checkpoint {path}: UnpicklingError: {first_line(error)}"
+        ) from None
+    except Exception as error:  # torch raises many types for files it cannot parse
+        raise ExplainError(
+            f"cannot read checkpoint {path}: not a file written by torch.save, or a damaged one "
+            f"({type(error).__name__}: {first_line(error)})"
         ) from None
     if not isinstance(loaded, Mapping):
         raise ExplainError(f"checkpoint {path} holds a {type(loaded).__name__}, not a state dict")

@@ -122,6 +122,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     torch.save(model.state_dict(), root / "weights.pt")
     (root / "garbage.ckpt").write_bytes(b"\x00garbage")
+    (root / "notes.ckpt").write_text("hello")
     return {"image": image, "root": root}
 
 
@@ -172,7 +173,12 @@ def test_explain_a_state_dict_with_a_baseline_and_a_fixed_target(files: dict[str
         (["photo.jpg", *TINY_MODEL, "--checkpoint", "nowhere.ckpt"], "error: checkpoint not found"),
         (
             ["photo.jpg", *TINY_MODEL, "--checkpoint", "garbage.ckpt"],
-            "error: cannot read checkpoint",
+            "error: cannot read checkpoint .*garbage.ckpt: UnpicklingError",
+        ),
+        (
+            ["photo.jpg", *TINY_MODEL, "--checkpoint", "notes.ckpt"],
+            r"error: cannot read checkpoint .*notes.ckpt: not a file written by torch.save, or a "
+            r"damaged one \(KeyError",
         ),
         (
             ["photo.jpg", *TINY_MODEL, "--num-classes", "4", "--target", "9"],
