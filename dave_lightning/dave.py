@@ -403,13 +403,9 @@ class DAVE(Attributor):
             noise = slot_noise(seeds, images.shape[1:], images.device, images.dtype)
             inputs = add_noise(inputs, chunk_levels, noise)
         scores = self._target_scores(self.model(inputs), targets[device_index])
-        maps = [
-            _times_input(
-                torch.autograd.grad(scores[:, k].sum(), leaf, retain_graph=k + 1 < scores.shape[1])[
-                    0
-                ],
-                originals,
-            )
-            for k in range(scores.shape[1])
-        ]
+        count = scores.shape[1]
+        maps = []
+        for k in range(count):
+            (gradient,) = torch.autograd.grad(scores[:, k].sum(), leaf, retain_graph=k + 1 < count)
+            maps.append(_times_input(gradient, originals))
         return maps[0].unsqueeze(1) if len(maps) == 1 else torch.stack(maps, dim=1)
