@@ -1,10 +1,15 @@
 """Combining DAVE's Monte-Carlo maps: the robust (MAD-trimmed) mean of the reference code.
 
+Both medians follow the reference code's convention, ``torch.median``: for an even count the
+*lower* of the two middle values, not their mean.
+
 Example:
     >>> import torch
     >>> samples = torch.tensor([1.0, 1.1, 0.9, 1.0, 50.0])
     >>> robust_mean(samples, dim=0)
     tensor(1.)
+    >>> lower_median(torch.tensor([[4.0, 1.0, 3.0, 2.0]]), dim=1)  # torch.median's convention
+    tensor([2.])
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MAD_SCALE", "OUTLIER_THRESHOLD", "median", "robust_mean"]
+__all__ = ["MAD_SCALE", "OUTLIER_THRESHOLD", "lower_median", "robust_mean"]
 
 MAD_SCALE = 1.4826
 """Makes the median absolute deviation a consistent estimate of a normal standard deviation."""
@@ -25,27 +30,28 @@ _MAD_FLOOR = 1e-8
 _WORKSPACE_ELEMENTS = 1 << 22  # samples reduced at once: the temporaries stay near 100 MB
 
 
-def _sorted_last(values: Tensor) -> Tensor:
-    """``values`` sorted along the last dimension.
+def _on_numpy(values: Tensor) -> bool:
+    """Whether NumPy does the work: CPU float32/float64 (not bf16, which NumPy lacks)."""
+    return values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64)
 
-    On the CPU, NumPy's values-only SIMD sort is an order of magnitude faster than ``torch.sort``
-    (which always builds indices too); elsewhere ``torch.sort`` is used.
+
+def _lower_median_last(values: Tensor) -> Tensor:
+    """The lower median along the last dimension (the ``(n - 1) // 2``-th smallest value).
+
+    On the CPU NumPy's selection (``np.partition``); elsewhere ``torch.median`` itself.
     """
-    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
-        return torch.from_numpy(np.sort(values.detach().numpy(), axis=-1))
-    return values.sort(dim=-1).values
+    if _on_numpy(values):
+        middle = (values.shape[-1] - 1) // 2
+        array = values.detach().numpy()
+        return torch.from_numpy(np.partition(array, middle, axis=-1)[..., middle])
+    return values.median(dim=-1).values
 
 
-def _middle(ordered: Tensor) -> Tensor:
-    """The median of values already sorted along the last dimension."""
-    count = ordered.shape[-1]
-    return 0.5 * (ordered[..., (count - 1) // 2] + ordered[..., count // 2])
+def lower_median(values: Tensor, dim: int) -> Tensor:
+    """The median along ``dim`` with ``torch.median``'s convention (the reference code's).
 
-
-def median(values: Tensor, dim: int) -> Tensor:
-    """The statistical median along ``dim``: the mean of the two middle values for even counts.
-
-    (``torch.median`` returns the lower of the two.)
+    For an even count this is the lower of the two middle values, *not* their mean; for an odd
+    count the middle value. NaN handling is not specified (DAVE's samples are finite).
 
     Args:
         values: Any tensor.
@@ -54,14 +60,17 @@ def median(values: Tensor, dim: int) -> Tensor:
     Returns:
         ``values`` with ``dim`` reduced.
     """
-    return _middle(_sorted_last(values.movedim(dim, -1)))
+    return _lower_median_last(values.movedim(dim, -1))
 
 
 def robust_mean(samples: Tensor, dim: int) -> Tensor:
     """Mean of the samples within ``2.5 · (1.4826 · MAD + 1e-8)`` of the median, per element.
 
-    At least half of the samples always stay in, so the result is never empty. The reduction is
-    fastest when ``dim`` is the innermost, contiguous dimension.
+    Exactly the reference code's trimmed mean: the median and the median absolute deviation (MAD)
+    are both *lower* medians (``torch.median``: for an even ``N`` the lower of the two middle
+    values), the threshold is inclusive, and the kept samples are averaged. At least half of the
+    samples always stay in, so the result is never empty. The reduction is fastest when ``dim`` is
+    the innermost, contiguous dimension.
 
     Args:
         samples: The Monte-Carlo samples.
@@ -82,9 +91,28 @@ def robust_mean(samples: Tensor, dim: int) -> Tensor:
 
 
 def _robust_mean_rows(values: Tensor) -> Tensor:
-    """:func:`robust_mean` over the last dimension of a 2-D tensor."""
-    center = median(values, dim=-1)
-    deviation = (values - center[..., None]).abs()
-    spread = median(deviation, dim=-1)
+    """:func:`robust_mean` over the last dimension of a 2-D tensor.
+
+    On the CPU the whole reduction runs in NumPy: measured 4.5x faster than the same steps in
+    torch (whose reductions over a short innermost dimension are slow) on 4 M float32 samples,
+    N = 50, 2 threads (and 3.8x faster than the former sort-based version on a (2, 3, 224, 224, 50)
+    buffer). Elsewhere it runs in torch with ``torch.median``.
+    """
+    if _on_numpy(values):
+        return torch.from_numpy(_robust_mean_numpy(values.detach().numpy()))
+    center = _lower_median_last(values)
+    deviation = (values - center[..., None]).abs_()
+    spread = _lower_median_last(deviation)
     keep = deviation <= (OUTLIER_THRESHOLD * (MAD_SCALE * spread + _MAD_FLOOR))[..., None]
     return values.where(keep, 0.0).sum(-1) / keep.sum(-1)
+
+
+def _robust_mean_numpy(values: np.ndarray) -> np.ndarray:
+    """:func:`_robust_mean_rows` in NumPy, in the dtype of ``values``."""
+    middle = (values.shape[-1] - 1) // 2
+    center = np.partition(values, middle, axis=-1)[:, middle]
+    deviation = np.abs(values - center[:, None])
+    spread = np.partition(deviation, middle, axis=-1)[:, middle]
+    keep = deviation <= (OUTLIER_THRESHOLD * (MAD_SCALE * spread + _MAD_FLOOR))[:, None]
+    total = np.where(keep, values, 0).sum(axis=-1)
+    return total / keep.sum(axis=-1).astype(values.dtype)

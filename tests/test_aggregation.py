@@ -1,4 +1,4 @@
-"""The robust mean against an explicit numpy reference."""
+"""The robust mean against an explicit float64 reference with the reference code's lower median."""
 
 from __future__ import annotations
 
@@ -7,30 +7,55 @@ import pytest
 import torch
 
 from dave_lightning import aggregation
-from dave_lightning.aggregation import median, robust_mean
+from dave_lightning.aggregation import lower_median, robust_mean
+
+
+def _explicit_lower_median(values: list[float]) -> float:
+    """The ``(n - 1) // 2``-th smallest value: for an even count the lower of the middle two."""
+    return sorted(values)[(len(values) - 1) // 2]
 
 
 def _reference_robust_mean(samples: np.ndarray) -> np.ndarray:
-    """Per element: drop samples farther than 2.5·(1.4826·MAD + 1e-8) from the median, average."""
+    """Per element: drop samples farther than 2.5·(1.4826·MAD + 1e-8) from the median, average.
+
+    Both the median and the MAD are lower medians, as ``torch.median`` in the reference code.
+    """
     out = np.empty(samples.shape[1:])
     for index in np.ndindex(*samples.shape[1:]):
-        values = samples[(slice(None), *index)]
-        center = np.median(values)
-        mad = np.median(np.abs(values - center))
-        kept = values[np.abs(values - center) <= 2.5 * (1.4826 * mad + 1e-8)]
-        out[index] = kept.mean()
+        values = [float(v) for v in samples[(slice(None), *index)]]
+        center = _explicit_lower_median(values)
+        mad = _explicit_lower_median([abs(v - center) for v in values])
+        kept = [v for v in values if abs(v - center) <= 2.5 * (1.4826 * mad + 1e-8)]
+        out[index] = sum(kept) / len(kept)
     return out
 
 
 @pytest.mark.parametrize("count", [1, 2, 7, 50])
-def test_median_is_the_statistical_median(count: int) -> None:
+def test_lower_median_is_the_explicit_lower_median_and_torch_median(count: int) -> None:
     values = torch.randn(count, 5, 3, dtype=torch.float64)
-    torch.testing.assert_close(
-        median(values, 0), torch.from_numpy(np.median(values.numpy(), axis=0))
+    expected = torch.tensor(
+        [[_explicit_lower_median(values[:, i, j].tolist()) for j in range(3)] for i in range(5)],
+        dtype=torch.float64,
     )
+    torch.testing.assert_close(lower_median(values, 0), expected, rtol=0, atol=0)
+    torch.testing.assert_close(lower_median(values, 0), values.median(dim=0).values)
 
 
-@pytest.mark.parametrize("count", [1, 2, 5, 50])
+def test_even_count_takes_the_lower_middle_value_for_median_and_mad() -> None:
+    """By hand: [0, 1, 2, 5] has lower median 1 (midpoint 1.5) and deviations [1, 0, 1, 4] with
+    lower MAD 1, threshold 2.5·1.4826 = 3.71: 5 is dropped and the mean of 0, 1, 2 is 1. With
+    midpoints (median 1.5, MAD 1) 5 deviates by 3.5 and would stay in (mean 2)."""
+    samples = torch.tensor([[0.0], [1.0], [2.0], [5.0]], dtype=torch.float64)
+    assert float(robust_mean(samples, dim=0)) == 1.0
+    assert float(robust_mean(samples.float(), dim=0)) == 1.0
+
+
+def test_lower_median_of_a_non_cpu_style_dtype_uses_torch_median() -> None:
+    values = torch.tensor([[4.0, 1.0, 3.0, 2.0], [2.0, 2.0, 7.0, 1.0]], dtype=torch.bfloat16)
+    assert lower_median(values, dim=1).tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 16, 50])
 def test_robust_mean_matches_the_reference(count: int) -> None:
     generator = torch.Generator().manual_seed(count)
     samples = torch.randn(count, 4, 6, generator=generator, dtype=torch.float64)
@@ -69,3 +94,21 @@ def test_robust_mean_with_heavy_ties_matches_the_reference(count: int) -> None:
     samples[:, :20] *= 7.0  # wider spreads, exact ties at the window's ends
     expected = _reference_robust_mean(samples.numpy())
     torch.testing.assert_close(robust_mean(samples, dim=0), torch.from_numpy(expected))
+
+
+@pytest.mark.parametrize("count", [2, 9, 10])
+def test_the_torch_path_of_other_devices_matches_the_reference(
+    monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    """GPUs reduce with ``torch.median``; the same code runs here with NumPy switched off."""
+    monkeypatch.setattr(aggregation, "_on_numpy", lambda values: False)
+    generator = torch.Generator().manual_seed(200 + count)
+    samples = torch.randint(-3, 4, (count, 300), generator=generator).double()
+    samples[0, :50] += 40.0
+    expected = _reference_robust_mean(samples.numpy())
+    torch.testing.assert_close(robust_mean(samples, dim=0), torch.from_numpy(expected))
+
+
+def test_float32_samples_give_float32_means() -> None:
+    samples = torch.randn(10, 7)
+    assert robust_mean(samples, dim=0).dtype == torch.float32
