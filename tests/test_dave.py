@@ -21,6 +21,7 @@ from dave_lightning import (
     default_noise_alpha,
     effective_mode,
     get_attributor,
+    transforms,
 )
 from dave_lightning.calibration import DEFAULT_LEVELS
 from dave_lightning.transforms import (
@@ -134,6 +135,25 @@ def test_bitwise_reproducible_for_a_seed_and_seed_sensitive(
     dave = DAVE(model, num_samples=5, seed=7)
     assert torch.equal(dave.attribute(images, TARGETS), dave.attribute(images, TARGETS))
     assert not torch.allclose(first, DAVE(model, num_samples=5, seed=8).attribute(images, TARGETS))
+
+
+def test_the_batched_keyed_noise_of_accelerators_keeps_every_guarantee(
+    monkeypatch: pytest.MonkeyPatch, model: nn.Module, images: torch.Tensor
+) -> None:
+    """On a GPU all slots' noise is one counter-based draw; here forced on the CPU."""
+    monkeypatch.setattr(transforms, "keyed_noise_on", lambda device: True)
+    reference = DAVE(model, num_samples=6, noise_alpha=0.4, max_batch_size=64, seed=3).attribute(
+        images, TARGETS
+    )
+    expected = _slow_dave(
+        model, images, TARGETS, num_samples=6, noise_alpha=0.4, seed=3, robust=True
+    )
+    torch.testing.assert_close(reference, expected)
+    again = DAVE(model, num_samples=6, noise_alpha=0.4, max_batch_size=64, seed=3)
+    assert torch.equal(again.attribute(images, TARGETS), reference)
+    for batch in (1, 5):
+        dave = DAVE(model, num_samples=6, noise_alpha=0.4, max_batch_size=batch, seed=3)
+        torch.testing.assert_close(dave.attribute(images, TARGETS), reference)
 
 
 @pytest.mark.parametrize("aggregation", ["robust", "mean"])
