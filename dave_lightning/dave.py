@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from dave_lightning._batch_size import auto_batch_size
 from dave_lightning._common import check_int
 from dave_lightning.aggregation import robust_mean
 from dave_lightning.attributor import Attributor, Target
@@ -66,7 +67,10 @@ along the schedule and take the largest level whose target probability the model
 """
 
 AUTO = "auto"
-"""The ``noise_alpha`` that calibrates the level on the model (see :meth:`DAVE.calibrate`)."""
+"""The ``noise_alpha`` that calibrates the level on the model (see :meth:`DAVE.calibrate`), and
+the ``max_batch_size`` that fits the device and the model."""
+
+_UNKNOWN_BATCH = 64  # what ``max_batch_size`` holds under "auto" (the rule decides per call)
 
 Aggregation = Literal["robust", "mean"]
 _BYTES_PER_MB = 2**20
@@ -185,7 +189,13 @@ class DAVE(Attributor):
         scale: ``(low, high)`` range of the scale factor.
         aggregation: ``"robust"`` (MAD-trimmed mean, as the reference) or ``"mean"`` (streams:
             memory does not grow with ``num_samples``).
-        max_batch_size: Largest number of model inputs per forward/backward pass.
+        max_batch_size: Largest number of model inputs per forward/backward pass, or ``"auto"``
+            (default): a size that fits the device and the model, from the model's activation
+            size per input (depth · tokens · width) and the device: on the CPU a budget of
+            2.5 GiB, at most 32 inputs (ViT-Ti/S at 224: 32, ViT-B: 16); on CUDA half the free
+            device memory, at most 256 (see :mod:`dave_lightning._batch_size` for the rule and
+            ``benchmarks/bench_dave.py --sweep`` for the measurement). The maps do not depend
+            on it.
         seed: Seed of every random draw.
         memory_budget_mb: Soft limit for the robust aggregation's per-sample buffer; images are
             processed in groups that fit it (at least one image per group). The aggregation's
@@ -213,14 +223,24 @@ class DAVE(Attributor):
         translation: float = 0.1,
         scale: tuple[float, float] = (0.9, 1.1),
         aggregation: Aggregation = "robust",
-        max_batch_size: int = 64,
+        max_batch_size: int | Literal["auto"] = "auto",
         seed: int = 0,
         memory_budget_mb: float = 512.0,
         autocast_dtype: torch.dtype | None = None,
         affine_modules: Sequence[type[nn.Module]] = (),
         calibration_options: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(model, max_batch_size=max_batch_size, autocast_dtype=autocast_dtype)
+        if isinstance(max_batch_size, str):
+            if max_batch_size != AUTO:
+                raise BadInputError.for_argument(
+                    "max_batch_size", "a positive int or 'auto'", repr(max_batch_size)
+                )
+            explicit_batch_size = _UNKNOWN_BATCH
+        else:
+            explicit_batch_size = max_batch_size
+        super().__init__(model, max_batch_size=explicit_batch_size, autocast_dtype=autocast_dtype)
+        self.auto_batch_size = isinstance(max_batch_size, str)
+        """Whether the batch size is chosen per call by the ``"auto"`` rule."""
         self.num_samples = check_int("num_samples", num_samples, minimum=1)
         self.noise_alpha: float | None = _initial_noise_alpha(model, noise_alpha)
         self.calibration_settings = _calibration_settings(calibration_options)
@@ -246,8 +266,26 @@ class DAVE(Attributor):
         return (
             f"DAVE(num_samples={self.num_samples}, noise_alpha={noise_alpha}, "
             f"transforms={self.transforms}, aggregation={self.aggregation!r}, "
-            f"max_batch_size={self.max_batch_size}, seed={self.seed})"
+            f"max_batch_size={self._batch_size_setting!r}, seed={self.seed})"
         )
+
+    @property
+    def _batch_size_setting(self) -> int | str:
+        return AUTO if self.auto_batch_size else self.max_batch_size
+
+    def batch_size_for(self, images: Tensor) -> int:
+        """The number of model inputs per pass for ``images``: ``max_batch_size`` or the auto rule.
+
+        Args:
+            images: ``(B, C, H, W)`` images on the device of the passes.
+
+        Returns:
+            The batch size of the passes.
+        """
+        if not self.auto_batch_size or not isinstance(images, Tensor) or images.dim() != 4:
+            return self.max_batch_size  # bad images are rejected by the input checks that follow
+        dtype = self.autocast_dtype or images.dtype
+        return auto_batch_size(self.model, images.shape[1:], images.device, dtype)
 
     def calibrate(
         self, images: Tensor, target: Target, *, image_ids: Sequence[int] | Tensor | None = None
@@ -328,7 +366,7 @@ class DAVE(Attributor):
             target,
             self.calibration_settings,
             seed=self.seed,
-            max_batch_size=self.max_batch_size,
+            max_batch_size=self.batch_size_for(images),
             image_ids=image_ids,
             autocast_dtype=self.autocast_dtype,
             stacklevel=4,  # blame the caller of `calibrate` or `attribute`
@@ -347,17 +385,20 @@ class DAVE(Attributor):
         if self.noise_alpha is None:  # unreachable: `attribute` calibrates first
             raise RuntimeError("DAVE: noise_alpha='auto' was never calibrated")
         levels = noise_levels(self.num_samples, self.noise_alpha)
+        passes = self.batch_size_for(images)
         out = []
         with effective_mode(self.model, self.affine_modules):
             for start in range(0, batch, group_size):
                 group = slice(start, start + group_size)
                 out.append(
-                    self._attribute_group(images[group], targets[group], image_ids[group], levels)
+                    self._attribute_group(
+                        images[group], targets[group], image_ids[group], levels, passes
+                    )
                 )
         return torch.cat(out)
 
     def _attribute_group(
-        self, images: Tensor, targets: Tensor, image_ids: list[int], levels: Tensor
+        self, images: Tensor, targets: Tensor, image_ids: list[int], levels: Tensor, passes: int
     ) -> Tensor:
         count = images.shape[0]
         robust = self.aggregation == "robust"
@@ -365,7 +406,7 @@ class DAVE(Attributor):
         # robust: every sample is kept, samples innermost so that sorting them is contiguous,
         # (G, K, C, H, W, N); mean: a running sum, (G, K, C, H, W)
         kept = images.new_empty(*shape, self.num_samples) if robust else images.new_zeros(shape)
-        for image_index, sample_index in self._chunks(count):
+        for image_index, sample_index in self._chunks(count, passes):
             maps = self._slot_maps(images, targets, image_ids, image_index, sample_index, levels)
             image_index = image_index.to(images.device)
             if robust:
@@ -374,10 +415,10 @@ class DAVE(Attributor):
                 _add_per_image(kept, image_index, maps)
         return robust_mean(kept, dim=-1) if robust else kept / self.num_samples
 
-    def _chunks(self, count: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """(image, sample) index pairs, image-major, in chunks of ``max_batch_size`` slots."""
+    def _chunks(self, count: int, passes: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """(image, sample) index pairs, image-major, in chunks of ``passes`` slots."""
         slots = torch.arange(count * self.num_samples)
-        for chunk in slots.split(self.max_batch_size):
+        for chunk in slots.split(passes):
             yield chunk // self.num_samples, chunk % self.num_samples
 
     def _slot_maps(

@@ -82,7 +82,7 @@ class MonitorConfig:
     scale: tuple[float, float] = (0.9, 1.1)
     aggregation: str = "robust"
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    max_batch_size: int = 64
+    max_batch_size: int | str = "auto"
     every_n_epochs: int = 1
     log_images: int = 8
     target: str = "label"
@@ -117,7 +117,6 @@ class MonitorConfig:
         for name, minimum in (
             ("num_images", 1),
             ("num_samples", 1),
-            ("max_batch_size", 1),
             ("every_n_epochs", 1),
             ("log_images", 0),
             ("grid_size", 2),
@@ -126,6 +125,12 @@ class MonitorConfig:
             ("dataloader_idx", 0),
         ):
             _check_int(name, getattr(self, name), minimum)
+        if self.max_batch_size != "auto" and (
+            isinstance(self.max_batch_size, bool)
+            or not isinstance(self.max_batch_size, int)
+            or self.max_batch_size < 1
+        ):
+            raise _fail("max_batch_size", "an integer >= 1 or 'auto'", self.max_batch_size)
         self._check_dave_options()
         self._check_dave_is_chosen()
         _check_deletion_options(
@@ -215,9 +220,16 @@ class MonitorConfig:
         """``"bfloat16"``/``"float16"`` when autocast is opted in, else ``None``."""
         return None if self.autocast is None else _AUTOCAST[self.autocast]
 
+    @property
+    def forward_batch_size(self) -> int:
+        """Images per forward-only pass (grid checks): ``max_batch_size``, 64 under ``"auto"``."""
+        return 64 if isinstance(self.max_batch_size, str) else self.max_batch_size
+
     def options_for(self, method: str) -> dict[str, Any]:
         """Keyword options for ``get_attributor(method, model, **options)``."""
-        options: dict[str, Any] = {"max_batch_size": self.max_batch_size}
+        options: dict[str, Any] = {}
+        if self.max_batch_size != "auto" or method == "dave":  # others keep their own default
+            options["max_batch_size"] = self.max_batch_size
         if method == "dave":
             options.update({name: getattr(self, name) for name in _DAVE_OPTIONS})
             options["scale"] = tuple(self.scale)

@@ -34,7 +34,7 @@ def build_grid_set(
         full_resolution=config.grid_full_resolution,
         model=network if filtering else None,
         min_confidence=config.grid_min_confidence,
-        batch_size=config.max_batch_size,
+        batch_size=config.forward_batch_size,
         seed=config.seed,
     )
     if len(batch) == 0:

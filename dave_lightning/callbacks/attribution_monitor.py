@@ -41,7 +41,10 @@ class _MonitorHooks(MonitorLogic):
         scale: DAVE's scale range.
         aggregation: DAVE's ``"robust"`` or ``"mean"`` aggregation.
         method_options: Extra options per method, e.g. ``{"smoothgrad": {"nt_samples": 20}}``.
-        max_batch_size: Largest number of inputs per attribution pass.
+        max_batch_size: Largest number of inputs per attribution pass, or ``"auto"`` (default):
+            DAVE picks a size that fits the device and the model (see
+            :class:`~dave_lightning.DAVE`), the other methods use their own default (64), and
+            GridPG's grid check scores 64 images per pass.
         every_n_epochs: Run at the end of every n-th epoch's validation (once per epoch).
         log_images: How many probe images get overlays each epoch (0 turns figures off).
         target: Explain the ``"label"`` or the model's prediction (``"pred"``).
@@ -91,7 +94,7 @@ class _MonitorHooks(MonitorLogic):
         scale: tuple[float, float] = (0.9, 1.1),
         aggregation: str = "robust",
         method_options: Mapping[str, Mapping[str, Any]] | None = None,
-        max_batch_size: int = 64,
+        max_batch_size: int | str = "auto",
         every_n_epochs: int = 1,
         log_images: int = 8,
         target: str = "label",
