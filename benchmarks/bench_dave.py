@@ -8,9 +8,19 @@
 (c) peak memory of both aggregations as N grows (each configuration in a fresh subprocess:
     peak RSS on CPU, peak allocated on CUDA).
 
+(d) ``--stages``: the cost of each DAVE stage in ms per image with ratios to N plain
+    input-gradient passes and the peak memory of each configuration (issue 16's table).
+(e) ``--sweep``: DAVE's seconds per image-sample by ``max_batch_size`` (1, 4, ..., 64, auto).
+
 Run:
     python benchmarks/bench_dave.py            # the issue's setting: ViT-Ti/16, ViT-S/16 at 224
     python benchmarks/bench_dave.py --quick    # a few minutes on 2 CPU cores
+    python benchmarks/bench_dave.py --stages --device cuda --dtype bf16 \
+        --models vit_base_patch16_224 --batch-sizes 16 --num-samples 50 --max-batch-size 256
+    python benchmarks/bench_dave.py --stages --models vit_tiny_patch16_224 vit_small_patch16_224 \
+        --batch-sizes 1 8 --num-samples 16     # the CPU table of the stages
+    python benchmarks/bench_dave.py --sweep --models vit_small_patch16_224 --batch-sizes 4 \
+        --num-samples 16
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from pathlib import Path
 
 import timm
 import torch
+from _dave_stages import Setting, stage_table
 from timm.layers import Attention
 from torch import Tensor, nn
 
@@ -200,8 +211,9 @@ def _speed_row(args: argparse.Namespace, device: torch.device, name: str, batch:
     generator = torch.Generator(device).manual_seed(0)
     images = torch.randn(batch, 3, 224, 224, device=device, generator=generator)
     target = torch.arange(batch, device=device) % 1000
-    n, chunk = args.num_samples, args.max_batch
-    dave = DAVE(model, num_samples=n, max_batch_size=chunk)
+    n = args.num_samples
+    dave = DAVE(model, num_samples=n, max_batch_size=args.max_batch)
+    chunk = dave.batch_size_for(images)  # the plain passes are stacked the same way
     run_dave = functools.partial(dave.attribute, images, target)
     plain = functools.partial(_plain_gradient_passes, model, images, target, n, chunk)
     t_dave, t_plain = _paired_best_times(run_dave, plain, args.repeats, device)
@@ -245,34 +257,118 @@ def _device_name(device: torch.device) -> str:
     return f"{torch.get_num_threads()} threads"
 
 
+def _batch_option(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
+def _parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    parser.add_argument("--quick", action="store_true", help="ViT-Ti only, N = 10, fewer repeats")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    parser.add_argument("--models", nargs="+", default=None, help="timm model names")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="images B")
+    parser.add_argument("--num-samples", type=int, default=None, help="N")
+    parser.add_argument("--max-batch-size", type=_batch_option, default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--stages", action="store_true", help="print (d), the stage table")
+    parser.add_argument("--sweep", action="store_true", help="print (e), the batch-size sweep")
+    parser.add_argument("--no-loops", action="store_true", help="(d) without the two loops")
+    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.models is None:
+        args.models = ["vit_tiny_patch16_224"]
+        if not args.quick:
+            args.models.append("vit_small_patch16_224")
+    if args.num_samples is None:
+        args.num_samples = 10 if args.quick else 50
+    args.max_batch = args.max_batch_size
+    args.memory_samples = [10, 25, 50] if args.quick else [10, 25, 50, 100]
+    args.memory_batch = 2 if args.quick else 8
+    args.autocast = torch.bfloat16 if args.dtype == "bf16" else None
+    return args
+
+
+def _setting(args: argparse.Namespace, device: torch.device, name: str, batch: int) -> Setting:
+    model = timm.create_model(name, pretrained=False).to(device).eval()
+    generator = torch.Generator(device).manual_seed(0)
+    images = torch.randn(batch, 3, 224, 224, device=device, generator=generator)
+    target = torch.arange(batch, device=device) % 1000
+    return Setting(model, images, target, args.num_samples, args.max_batch, args.autocast)
+
+
+def _print_stages(args: argparse.Namespace, device: torch.device) -> None:
+    print(
+        f"\n(d) ms per image of each stage, ratio to N plain passes, peak memory "
+        f"({args.dtype}, N = {args.num_samples}, max_batch_size = {args.max_batch})"
+    )
+    for name in args.models:
+        for batch in args.batch_sizes:
+            setting = _setting(args, device, name, batch)
+            rows = stage_table(setting, args.repeats, with_loops=not args.no_loops)
+            plain = rows[0][1]
+            print(f"\n{name}, B = {batch}, {setting.passes()} inputs per pass\n")
+            print("| what | ms / image | × plain | peak MB |")
+            print("|---|---|---|---|")
+            for row, seconds, peak in rows:
+                print(
+                    f"| {row} | {1e3 * seconds / batch:.1f} | {seconds / plain:.2f} | {peak:.0f} |",
+                    flush=True,
+                )
+
+
+SWEEP = (1, 4, 8, 16, 32, 64, "auto")
+
+
+def _print_sweep(args: argparse.Namespace, device: torch.device) -> None:
+    """DAVE (default options) by max_batch_size, interleaved rounds, best round per size."""
+    for name in args.models:
+        for batch in args.batch_sizes:
+            setting = _setting(args, device, name, batch)
+            runs = {}
+            for size in SWEEP:
+                dave = DAVE(
+                    setting.model,
+                    num_samples=args.num_samples,
+                    max_batch_size=size,  # type: ignore[arg-type]
+                    autocast_dtype=args.autocast,
+                )
+                runs[size] = functools.partial(dave.attribute, setting.images, setting.target)
+            best = dict.fromkeys(SWEEP, math.inf)
+            for _ in range(args.repeats):
+                for size in SWEEP:
+                    best[size] = min(best[size], _best_time(runs[size], 1, device, warm_up=False))
+            auto = DAVE(setting.model).batch_size_for(setting.images)
+            slots = batch * args.num_samples
+            print(f"\n(e) {name}, B = {batch}, N = {args.num_samples}: s per image-sample\n")
+            print("| max_batch_size | s / image-sample | × auto |")
+            print("|---|---|---|")
+            for size in SWEEP:
+                label = f"auto ({auto})" if size == "auto" else str(size)
+                print(f"| {label} | {best[size] / slots:.4f} | {best[size] / best['auto']:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="ViT-Ti only, N = 10, fewer repeats")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
-    parser.add_argument("--skip-naive", action="store_true")
-    args = parser.parse_args()
+    args = _parse(parser)
     if args.memory_probe:
         print(json.dumps(_memory_probe(json.loads(args.memory_probe))))
         return
-    args.models = (
-        ["vit_tiny_patch16_224"]
-        if args.quick
-        else ["vit_tiny_patch16_224", "vit_small_patch16_224"]
-    )
-    args.batch_sizes = [1, 8]
-    args.num_samples = 10 if args.quick else 50
-    args.repeats = 3
-    args.max_batch = 64
-    args.memory_samples = [10, 25, 50] if args.quick else [10, 25, 50, 100]
-    args.memory_batch = 2 if args.quick else 8
     device = torch.device(args.device)
     print(
         f"device: {device} ({_device_name(device)}), "
         f"torch {torch.__version__}, timm {timm.__version__}"
     )
+    if args.stages or args.sweep:
+        if args.stages:
+            _print_stages(args, device)
+        if args.sweep:
+            _print_sweep(args, device)
+        return
     print("\n(a) vs N batched plain input-gradient passes, (b) vs a one-sample-at-a-time loop\n")
     print("| model | B | N | DAVE s | plain N passes s | (a) ratio | naive loop s | (b) speed-up |")
     print("|---|---|---|---|---|---|---|---|")
