@@ -257,6 +257,9 @@ def _device_name(device: torch.device) -> str:
     return f"{torch.get_num_threads()} threads"
 
 
+SWEEP = (1, 4, 8, 16, 32, 64, "auto")
+
+
 def _batch_option(text: str) -> int | str:
     return text if text == "auto" else int(text)
 
@@ -273,6 +276,9 @@ def _parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
     parser.add_argument("--stages", action="store_true", help="print (d), the stage table")
     parser.add_argument("--sweep", action="store_true", help="print (e), the batch-size sweep")
     parser.add_argument("--no-loops", action="store_true", help="(d) without the two loops")
+    parser.add_argument(
+        "--sweep-sizes", nargs="+", type=_batch_option, default=list(SWEEP), help="for (e)"
+    )
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     parser.add_argument("--skip-naive", action="store_true")
     args = parser.parse_args()
@@ -319,16 +325,14 @@ def _print_stages(args: argparse.Namespace, device: torch.device) -> None:
                 )
 
 
-SWEEP = (1, 4, 8, 16, 32, 64, "auto")
-
-
 def _print_sweep(args: argparse.Namespace, device: torch.device) -> None:
     """DAVE (default options) by max_batch_size, interleaved rounds, best round per size."""
     for name in args.models:
         for batch in args.batch_sizes:
             setting = _setting(args, device, name, batch)
+            sizes = args.sweep_sizes
             runs = {}
-            for size in SWEEP:
+            for size in sizes:
                 dave = DAVE(
                     setting.model,
                     num_samples=args.num_samples,
@@ -336,18 +340,19 @@ def _print_sweep(args: argparse.Namespace, device: torch.device) -> None:
                     autocast_dtype=args.autocast,
                 )
                 runs[size] = functools.partial(dave.attribute, setting.images, setting.target)
-            best = dict.fromkeys(SWEEP, math.inf)
+            best = dict.fromkeys(sizes, math.inf)
             for _ in range(args.repeats):
-                for size in SWEEP:
+                for size in sizes:
                     best[size] = min(best[size], _best_time(runs[size], 1, device, warm_up=False))
             auto = DAVE(setting.model).batch_size_for(setting.images)
             slots = batch * args.num_samples
             print(f"\n(e) {name}, B = {batch}, N = {args.num_samples}: s per image-sample\n")
-            print("| max_batch_size | s / image-sample | × auto |")
+            print("| max_batch_size | s / image-sample | × auto (or × best) |")
             print("|---|---|---|")
-            for size in SWEEP:
+            reference = best.get("auto", min(best.values()))
+            for size in sizes:
                 label = f"auto ({auto})" if size == "auto" else str(size)
-                print(f"| {label} | {best[size] / slots:.4f} | {best[size] / best['auto']:.2f} |")
+                print(f"| {label} | {best[size] / slots:.4f} | {best[size] / reference:.2f} |")
 
 
 def main() -> None:

@@ -167,6 +167,18 @@ class DAVE(Attributor):
     its ``image_id`` and the sample index. Each call starts from ``seed`` again, so the same images
     get the same maps on every call while the model is unchanged.
 
+    Speed: the passes hold ``max_batch_size`` inputs, by default ``"auto"``, a size that fits
+    the device and the model (rule below, measured with ``benchmarks/bench_dave.py --sweep``).
+    The robust aggregation runs in NumPy on the CPU and with ``torch.median`` elsewhere; off the
+    CPU all slots' noise is one counter-based draw. Precision: float32 by default on every
+    device (so CPU and GPU maps differ only by rounding and the noise draw), also in the monitor
+    and ``explain``; bfloat16 is opt-in (``autocast_dtype=torch.bfloat16``, the monitor's
+    ``autocast="bf16"``). The issue that asked for bf16 by default on GPUs reports bf16 maps
+    correlating 0.996 with float32 maps of the same seed on an H200, but that was not
+    re-measured with this code (no GPU at hand), so the default stays float32. There is no
+    compiled path: ``torch.compile`` (torch 2.14, CPU) stops with an ``InternalTorchDynamoError``
+    on effective mode's per-instance ``forward`` overrides (``functools.partial`` objects).
+
     With ``noise_alpha="auto"`` the level is measured on the model (see
     :func:`~dave_lightning.calibrate_noise_alpha`, keyed by the same ``seed`` and ``image_ids``):
     each :meth:`attribute` call first calibrates on the images it is given, so the same images
