@@ -25,12 +25,14 @@ from dave_lightning.callbacks._logging import (
     custom_scalars_layout,
     epoch_scalars,
     logging_step,
+    send_scalars,
     sensitivity_scalars,
     summary_writers,
 )
 from dave_lightning.callbacks._precision import float32_network
 from dave_lightning.callbacks._probe import Probe, select_probe
 from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
+from dave_lightning.callbacks._runs import MethodRuns
 from dave_lightning.callbacks._safety import preserved_training_state
 from dave_lightning.callbacks._validation import validation_loader
 from dave_lightning.dave import DAVE
@@ -65,6 +67,7 @@ class MonitorLogic:
         self._warned: set[str] = set()
         self._layout_written = False
         self._last_epoch_run: int | None = None
+        self.runs = MethodRuns()
 
     @property
     def num_failures(self) -> int:
@@ -310,6 +313,8 @@ class MonitorLogic:
         # validation metrics (the figures use that step too), checkpoint/early-stopping monitors
         # see them, and `trainer.validate` returns them. The failure count is logged by `run`.
         pl_module.log_dict(scalars, on_step=False, on_epoch=True, batch_size=1)
+        if trainer.is_global_zero:  # and per method one TensorBoard run, one tag per metric
+            send_scalars(trainer, self.runs, prefix, scalars)
         row = {"epoch": float(trainer.current_epoch), "step": float(logging_step(trainer))}
         if self.num_failures:
             row[f"{prefix}/failures"] = float(self.num_failures)
@@ -341,6 +346,10 @@ class MonitorLogic:
         for writer in summary_writers(trainer.loggers):
             writer.add_custom_scalars(layout)
         self._layout_written = True
+
+    def close_runs(self) -> None:
+        """Close the per-method TensorBoard writers (end of fit/validate, or an exception)."""
+        self.runs.close()
 
     def calibration_curve(self) -> Any:
         """DAVE's last sensitivity curve under ``noise_alpha="auto"`` (else ``None``)."""

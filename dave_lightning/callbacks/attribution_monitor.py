@@ -180,6 +180,14 @@ class _MonitorHooks(MonitorLogic):
         if self.should_run(trainer):
             self.run(trainer, pl_module)
 
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Close the per-method TensorBoard runs at the end of fit/validate."""
+        self.close_runs()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Close the per-method TensorBoard runs when the run stops on an exception."""
+        self.close_runs()
+
     def state_dict(self) -> dict[str, Any]:
         """The probe set (so a resumed run explains the same images), history, failures."""
         return self.monitor_state()

@@ -19,6 +19,7 @@ from tests.callbacks.helpers import (
     assert_same,
     events,
     loaders,
+    method_events,
     trainer,
     training_fingerprint,
 )
@@ -42,24 +43,30 @@ def test_scalars_images_and_layout_reach_tensorboard(tmp_path: Path) -> None:
     run, _ = _fit(tmp_path, [monitor])
     logged = events(tmp_path)
     tags = set(logged.Tags()["scalars"])
-    for method in METHODS:
-        for metric in ("grid_pg", "energy_pg", "deletion_auc"):
-            assert f"explain/{method}/{metric}" in tags
-    assert {"explain/time_s", "explain/random_order/deletion_auc"} <= tags
-    steps = [event.step for event in logged.Scalars("explain/dave/grid_pg")]
-    assert steps == [event.step for event in logged.Scalars("val_loss")]  # beside val metrics
+    assert {"explain/time_s", "explain/dave/grid_pg", "explain/random_order/deletion_auc"} <= tags
+    steps = [event.step for event in logged.Scalars("val_loss")]
     assert len(steps) == 2  # once per epoch, not in the sanity check
-    for value in (event.value for event in logged.Scalars("explain/dave/energy_pg")):
-        assert 0.0 <= value <= 1.0
+    runs = method_events(tmp_path)  # one TensorBoard run per method, the same tags in each
+    assert sorted(runs) == sorted([*METHODS, "random_order"])
+    for method in METHODS:
+        method_tags = set(runs[method].Tags()["scalars"])
+        assert {"explain/grid_pg", "explain/energy_pg", "explain/deletion_auc"} <= method_tags
+        assert [event.step for event in runs[method].Scalars("explain/grid_pg")] == steps
+        values = [event.value for event in runs[method].Scalars("explain/energy_pg")]
+        assert values == pytest.approx(
+            [row[f"explain/{method}/energy_pg"] for row in monitor.history]
+        )
+    assert set(runs["random_order"].Tags()["scalars"]) == {"explain/deletion_auc"}
     images = logged.Tags()["images"]
     assert {"explain/overlays", "explain/deletion_curves"} <= set(images)
-    assert [event.step for event in logged.Images("explain/overlays")] == steps
+    assert [event.step for event in logged.Images("explain/overlays")] == [0, 1]  # epochs
     layout = layout_pb2.Layout()
     layout.ParseFromString(logged.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     titles = {chart.title: chart.multiline.tag[0] for c in layout.category for chart in c.chart}
-    assert titles["pixel deletion AUC, most relevant first (lower is better)"] == (
-        "^explain/[^/]+/deletion_auc$"
-    )
+    assert titles[
+        "pixel deletion AUC of score / unperturbed score, most relevant first (lower is better)"
+    ] == ("^explain/deletion_auc$")
+    assert monitor.runs.folders == []  # closed at the end of fit
     assert len(monitor.history) == 2
     saved = sorted(path.name for path in (tmp_path / "png").iterdir())
     assert saved == [
@@ -195,3 +202,20 @@ def test_auto_noise_sensitivity_is_logged_as_scalars_without_figures(tmp_path: P
     assert charts["DAVE noise sensitivity: retained target score per noise level t"] == [
         "^explain/dave/noise_sensitivity/"
     ]
+
+
+class _FailsInSecondEpoch(TinyClassifier):
+    def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        if self.current_epoch == 1:
+            raise RuntimeError("boom")
+        return super().training_step(batch, batch_idx)
+
+
+def test_method_runs_are_closed_when_fit_raises(tmp_path: Path) -> None:
+    monitor = AttributionMonitor(methods=["gradient"], metrics=["energy_pg"], **FAST)
+    pl.seed_everything(0, verbose=False)
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer(tmp_path, [monitor]).fit(_FailsInSecondEpoch(), *loaders())
+    assert len(monitor.history) == 1
+    assert monitor.runs.folders == []  # every writer closed
+    assert sorted(method_events(tmp_path)) == ["gradient"]
