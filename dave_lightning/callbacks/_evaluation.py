@@ -96,6 +96,7 @@ def _deletion(config: MonitorConfig, order: str) -> PixelDeletion:
         "replacement": config.deletion_replacement,
         "batch_size": config.deletion_batch_size,
         "seed": config.seed,
+        "normalize": True,  # comparable across epochs; see PixelDeletion
     }
     return PixelDeletion(**options)
 
