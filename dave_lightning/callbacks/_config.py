@@ -106,6 +106,7 @@ class MonitorConfig:
     dataloader_idx: int = 0
     patch_size: int | None = None
     figure_dir: str | None = None
+    recalibrate_noise_every_evaluation: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -126,6 +127,12 @@ class MonitorConfig:
             ("dataloader_idx", 0),
         ):
             _check_int(name, getattr(self, name), minimum)
+        if not isinstance(self.recalibrate_noise_every_evaluation, bool):
+            raise _fail(
+                "recalibrate_noise_every_evaluation",
+                "True or False",
+                self.recalibrate_noise_every_evaluation,
+            )
         self._check_dave_options()
         self._check_dave_is_chosen()
         _check_deletion_options(

@@ -68,6 +68,8 @@ class MonitorLogic:
         self._layout_written = False
         self._last_epoch_run: int | None = None
         self.runs = MethodRuns()
+        self.fixed_noise_alpha: float | None = None
+        self.recalibrated_noise_alpha: float | None = None
 
     @property
     def num_failures(self) -> int:
@@ -215,8 +217,9 @@ class MonitorLogic:
     def _compute(self) -> tuple[dict[str, MethodScores], Tensor | None]:
         """Synchronise and compute every metric (a collective), plus DAVE's calibration.
 
-        With ``noise_alpha="auto"`` DAVE's scores also hold the chosen level (``noise_alpha``)
-        and its sensitivity curve (``noise_sensitivity/t_0.30``: retained score per level).
+        With ``noise_alpha="auto"`` DAVE's scores also hold the level in use (``noise_alpha``),
+        what a re-calibration now chooses (``noise_alpha_recalibrated``) and this evaluation's
+        sensitivity curve (``noise_sensitivity/t_0.30``: retained score per level).
         """
         assert self._evaluation is not None
         results, reference = self._evaluation.compute(self._has_regions(), self._grids is not None)
@@ -224,6 +227,8 @@ class MonitorLogic:
         if dave is not None and dave.noise_alpha is not None:
             scalars = results.setdefault("dave", MethodScores()).scalars
             scalars["noise_alpha"] = dave.noise_alpha
+            if self.recalibrated_noise_alpha is not None:
+                scalars["noise_alpha_recalibrated"] = self.recalibrated_noise_alpha
             if dave.calibration is not None:
                 scalars.update(sensitivity_scalars(dave.calibration))
         return results, reference
@@ -243,10 +248,19 @@ class MonitorLogic:
         return None
 
     def _calibrate(self, images: Tensor, targets: Tensor) -> None:
-        """With ``noise_alpha="auto"``: fix DAVE's level on the whole probe (same on every rank)."""
+        """With ``noise_alpha="auto"``: measure DAVE's level on the whole probe (every rank alike).
+
+        The first level is kept (:attr:`fixed_noise_alpha`) unless
+        ``recalibrate_noise_every_evaluation``; what this evaluation would choose is kept in
+        :attr:`recalibrated_noise_alpha` and logged as a drift signal.
+        """
         dave = self._auto_dave()
-        if dave is not None and self.probe is not None:
-            dave.calibrate(images, targets, image_ids=self.probe.indices)
+        if dave is None or self.probe is None:
+            return
+        self.recalibrated_noise_alpha = dave.calibrate(images, targets, image_ids=self.probe.indices)
+        if self.config.recalibrate_noise_every_evaluation or self.fixed_noise_alpha is None:
+            self.fixed_noise_alpha = self.recalibrated_noise_alpha
+        dave.noise_alpha = self.fixed_noise_alpha
 
     def _grid_share(
         self, trainer: Any, network: nn.Module, device: torch.device, dtype: torch.dtype
@@ -363,11 +377,12 @@ class MonitorLogic:
     # --- state ---------------------------------------------------------------------------------
 
     def monitor_state(self) -> dict[str, Any]:
-        """The probe set, the history and the failure count, for checkpoints."""
+        """The probe set, the history, the failure count and the fixed noise level."""
         return {
             "probe": None if self.probe is None else self.probe.state(),
             "history": list(self.history),
             "num_failures": self.num_failures,
+            "fixed_noise_alpha": self.fixed_noise_alpha,
         }
 
     def load_monitor_state(self, state: Mapping[str, Any]) -> None:
@@ -376,4 +391,6 @@ class MonitorLogic:
         self.probe = None if probe is None else Probe.from_state(probe)
         self.history = list(state.get("history", []))
         self.num_failures = int(state.get("num_failures", 0))
+        fixed = state.get("fixed_noise_alpha")
+        self.fixed_noise_alpha = None if fixed is None else float(fixed)
         self._grids_built = False

@@ -120,4 +120,5 @@ def log_epoch_figures(
         send("deletion_curves", "deletion_curves", figure)
     curve = monitor.calibration_curve()
     if curve is not None:
-        send("noise_sensitivity", "dave/noise_sensitivity", sensitivity_figure(curve))
+        figure = sensitivity_figure(curve, used=monitor.fixed_noise_alpha)
+        send("noise_sensitivity", "dave/noise_sensitivity", figure)

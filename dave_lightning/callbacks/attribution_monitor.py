@@ -30,11 +30,13 @@ class _MonitorHooks(MonitorLogic):
         num_images: Size of the probe set, chosen once from the validation data.
         num_samples: DAVE's Monte-Carlo samples per image.
         noise_alpha: DAVE's noise level; ``None`` uses the paper's value for the model, ``"auto"``
-            re-calibrates it on the probe set at every run (logged as
-            ``{log_prefix}/dave/noise_alpha``, the sensitivity curve as scalars
-            ``{log_prefix}/dave/noise_sensitivity/t_0.30``, ... (retained score per level, one
-            custom-scalars chart) and, when figures are logged, as a figure). Needs ``"dave"`` in
-            ``methods``, as do DAVE's other options except ``num_samples``.
+            calibrates it on the probe set at the first evaluation and keeps that level (logged
+            as ``{log_prefix}/dave/noise_alpha``; kept in the callback's state, so a resumed run
+            keeps it). Every evaluation still measures what a re-calibration would choose, as a
+            drift signal: ``{log_prefix}/dave/noise_alpha_recalibrated``, the sensitivity curve
+            as scalars ``{log_prefix}/dave/noise_sensitivity/t_0.30``, ... (retained score per
+            level, one custom-scalars chart) and, when figures are logged, as a figure. Needs
+            ``"dave"`` in ``methods``, as do DAVE's other options except ``num_samples``.
         flip_prob: DAVE's flip probability.
         rotation: DAVE's maximum rotation in degrees.
         translation: DAVE's maximum translation (fraction of the size).
@@ -76,6 +78,9 @@ class _MonitorHooks(MonitorLogic):
         patch_size: Patch size for ``"patch_artifact"`` (default: the timm model's).
         figure_dir: Also save each epoch's figures as PNG files in this folder (rank 0; also
             with ``logger=False``).
+        recalibrate_noise_every_evaluation: With ``noise_alpha="auto"``, use the level chosen at
+            each evaluation instead of keeping the first one (DAVE's curves then mix changes of
+            the level with changes of the model).
     """
 
     def __init__(
@@ -115,6 +120,7 @@ class _MonitorHooks(MonitorLogic):
         dataloader_idx: int = 0,
         patch_size: int | None = None,
         figure_dir: str | None = None,
+        recalibrate_noise_every_evaluation: bool = False,
     ) -> None:
         config = MonitorConfig(
             methods=tuple(methods) if isinstance(methods, list | tuple) else methods,  # type: ignore[arg-type]
@@ -152,6 +158,7 @@ class _MonitorHooks(MonitorLogic):
             dataloader_idx=dataloader_idx,
             patch_size=patch_size,
             figure_dir=None if figure_dir is None else str(figure_dir),
+            recalibrate_noise_every_evaluation=recalibrate_noise_every_evaluation,
         )
         super().__init__(config)
 
