@@ -30,6 +30,7 @@ from dave_lightning.callbacks._logging import (
     summary_writers,
 )
 from dave_lightning.callbacks._precision import float32_network
+from dave_lightning.callbacks._progress import EvaluationProgress
 from dave_lightning.callbacks._probe import Probe, select_probe
 from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
 from dave_lightning.callbacks._runs import MethodRuns
@@ -199,20 +200,32 @@ class MonitorLogic:
         assert self._evaluation is not None
         device = next(network.parameters()).device
         self._evaluation.to(device)
-        with float32_network(network, self.config.autocast is None):
-            dtype = next(network.parameters()).dtype
-            images = self.probe.images.to(device=device, dtype=dtype)
-            targets = self._targets(network, images)
-            self._calibrate(images, targets)
-            positions = torch.arange(trainer.global_rank, len(self.probe), trainer.world_size)
-            share = self.probe.select(positions)
-            share.images = images[positions.to(device)]
-            grids = self._grid_share(trainer, network, device, dtype)
-            keep = positions < self.config.log_images
-            self._warn_missing_regions()
-            return self._evaluation.update(
-                network, share, targets[positions.to(device)], grids, keep
-            )
+        calibrates = self._auto_dave() is not None
+        progress = EvaluationProgress.for_trainer(
+            trainer, self._evaluation.progress_steps(True) + int(calibrates)
+        )
+        self._evaluation.progress = progress.advance
+        try:
+            with float32_network(network, self.config.autocast is None):
+                dtype = next(network.parameters()).dtype
+                images = self.probe.images.to(device=device, dtype=dtype)
+                targets = self._targets(network, images)
+                self._calibrate(images, targets)
+                if calibrates:
+                    progress.advance("DAVE noise calibration")
+                positions = torch.arange(trainer.global_rank, len(self.probe), trainer.world_size)
+                share = self.probe.select(positions)
+                share.images = images[positions.to(device)]
+                grids = self._grid_share(trainer, network, device, dtype)
+                total = self._evaluation.progress_steps(grids is not None) + int(calibrates)
+                progress.shrink(self._evaluation.progress_steps(True) + int(calibrates) - total)
+                keep = positions < self.config.log_images
+                self._warn_missing_regions()
+                return self._evaluation.update(
+                    network, share, targets[positions.to(device)], grids, keep
+                )
+        finally:
+            progress.close()
 
     def _compute(self) -> tuple[dict[str, MethodScores], Tensor | None]:
         """Synchronise and compute every metric (a collective), plus DAVE's calibration.
