@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from dave_lightning.postprocess import postprocess_for_display
@@ -304,7 +306,7 @@ def _single_panel() -> tuple[Figure, Any]:
     """A 5.4 x 3.6 inch figure with one axis and fixed margins (room for the y-label)."""
     figure = new_figure(5.4, 3.6)
     axis = figure.add_subplot()
-    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.9)
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.86)
     return figure, axis
 
 
@@ -363,7 +365,7 @@ def deletion_curves_figure(
     axis.set_xlim(float(x[0]), float(x[-1]))
     axis.set_xlabel("fraction of pixels removed")
     axis.set_ylabel("score / unperturbed score" if normalized else "target score")
-    axis.set_title(title, fontsize=9)
+    axis.set_title(textwrap.fill(title, 64), fontsize=9)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return figure
@@ -428,6 +430,10 @@ def metric_history_figure(
                 axis.plot(epochs, values, "o-", label=method, markersize=3)
         axis.set_title((titles or {}).get(metric, metric), fontsize=9)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not any(lines.values()):
+            axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
+            axis.set_xticks([])
         if limits and metric in limits:
             axis.set_ylim(*limits[metric])
         axis.grid(alpha=0.3)
