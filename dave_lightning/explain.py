@@ -290,8 +290,8 @@ def _targets(options: ExplainOptions, logits: Tensor) -> Tensor:
 
 
 def _progress_bar(options: ExplainOptions, total: int) -> Any:
-    """tqdm on stderr, one step per image; ``disable=None`` is tqdm's "only on a terminal"."""
-    from tqdm.auto import tqdm
+    """A tqdm bar on stderr, one step per image; ``disable=None``: only on a terminal."""
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
     disable = None if options.progress is None else not options.progress
     return tqdm(total=total, desc=f"explain ({options.method})", unit="image", disable=disable)

@@ -316,7 +316,9 @@ def _label(name: str, aucs: Mapping[str, float] | None) -> str:
     return shown if value is None or value != value else f"{shown} (AUC {value:.3f})"
 
 
-def _limits(values: Sequence[float], normalized: bool, min_span: float = 0.2) -> tuple[float, float]:
+def _limits(
+    values: Sequence[float], normalized: bool, min_span: float = 0.2
+) -> tuple[float, float]:
     """[0, 1.05] (or up to the data) for normalised scores; else at least ``min_span`` wide."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:

@@ -161,9 +161,7 @@ def summary_writers(loggers: Iterable[Any]) -> list[Any]:
     return [writer for writer in map(_writer_of, loggers) if writer is not None]
 
 
-def send_scalars(
-    trainer: Any, runs: MethodRuns, prefix: str, scalars: Mapping[str, float]
-) -> None:
+def send_scalars(trainer: Any, runs: MethodRuns, prefix: str, scalars: Mapping[str, float]) -> None:
     """Rank 0: every method's scores into its own TensorBoard run, one tag per metric.
 
     At the step Lightning logs the epoch's validation metrics (so lines up with them). Every

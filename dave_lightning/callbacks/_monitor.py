@@ -30,8 +30,8 @@ from dave_lightning.callbacks._logging import (
     summary_writers,
 )
 from dave_lightning.callbacks._precision import float32_network
-from dave_lightning.callbacks._progress import EvaluationProgress
 from dave_lightning.callbacks._probe import Probe, select_probe
+from dave_lightning.callbacks._progress import EvaluationProgress
 from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
 from dave_lightning.callbacks._runs import MethodRuns
 from dave_lightning.callbacks._safety import preserved_training_state
@@ -270,7 +270,9 @@ class MonitorLogic:
         dave = self._auto_dave()
         if dave is None or self.probe is None:
             return
-        self.recalibrated_noise_alpha = dave.calibrate(images, targets, image_ids=self.probe.indices)
+        self.recalibrated_noise_alpha = dave.calibrate(
+            images, targets, image_ids=self.probe.indices
+        )
         if self.config.recalibrate_noise_every_evaluation or self.fixed_noise_alpha is None:
             self.fixed_noise_alpha = self.recalibrated_noise_alpha
         dave.noise_alpha = self.fixed_noise_alpha

@@ -28,7 +28,7 @@ class EvaluationProgress:
     def __init__(self, enabled: bool, total: int) -> None:
         self._bar: Any = None
         if enabled:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
             self._bar = tqdm(
                 total=total,

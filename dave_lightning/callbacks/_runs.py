@@ -8,6 +8,7 @@ tag on the same chart, with its own colour per run and the run names as legend. 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ __all__ = ["MethodRuns", "split_by_method"]
 
 
 def split_by_method(prefix: str, scalars: Mapping[str, float]) -> dict[str, dict[str, float]]:
-    """Per method its scalars under method-free tags: ``explain/dave/grid_pg`` → ``explain/grid_pg``.
+    """Per method its scalars under method-free tags: ``explain/dave/x`` becomes ``explain/x``.
 
     Tags without a method (``explain/time_s``) are left out.
 
@@ -86,7 +87,5 @@ class MethodRuns:
         """Close every writer (never raises; a later :meth:`write` opens new ones)."""
         writers, self._writers = list(self._writers.values()), {}
         for writer in writers:
-            try:
+            with contextlib.suppress(Exception):  # closing must not mask the real outcome
                 writer.close()
-            except Exception:  # noqa: BLE001, S110 - closing must not mask the real outcome
-                pass

@@ -27,10 +27,12 @@ def test_rows_are_printed_as_epochs_end() -> None:
     printer(result, printed.append)
     assert len(printed) == 3  # a title, the header, epoch 0's row
     assert printed[1].splitlines()[0].endswith("DelAUC dave | DelAUC gradient | DelAUC random")
-    assert printed[2].startswith("    0 |") and printed[2].endswith("0.600")
+    assert printed[2].startswith("    0 |")
+    assert printed[2].endswith("0.600")
     result.history = [_row(0), _row(1)]
     printer(result, printed.append)
-    assert len(printed) == 4 and printed[3].startswith("    1 |")  # only the new row
+    assert len(printed) == 4  # only the new row
+    assert printed[3].startswith("    1 |")
 
 
 def test_the_table_and_summary_carry_the_random_order_reference(tmp_path: Path) -> None:

@@ -90,4 +90,6 @@ def normalize_curves(curves: Tensor) -> Tensor:
                 [   nan,    nan,    nan]])
     """
     first = curves[..., :1]
-    return torch.where(first > 0, curves / first.clamp_min(torch.finfo(curves.dtype).tiny), math.nan)
+    return torch.where(
+        first > 0, curves / first.clamp_min(torch.finfo(curves.dtype).tiny), math.nan
+    )
