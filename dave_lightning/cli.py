@@ -51,6 +51,9 @@ def _add_explain(commands: Any) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: on a terminal)"
     )
+    parser.add_argument(
+        "--signed", action="store_true", help="show negative evidence too (blue-white-red map)"
+    )
 
 
 def _add_demo(commands: Any) -> None:
@@ -160,6 +163,7 @@ def _explain(args: argparse.Namespace) -> int:
         model_kwargs=dict(args.model_arg),
         device=args.device,
         progress=False if args.no_progress else None,
+        signed=args.signed,
     )
     try:
         written = explain_images(options)

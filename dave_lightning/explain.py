@@ -78,6 +78,8 @@ class ExplainOptions:
     device: str = "cpu"
     progress: bool | None = None
     """A progress bar per image on stderr: ``None`` shows it when stderr is a terminal."""
+    signed: bool = False
+    """Draw both signs of the map with a diverging colormap centred at 0."""
 
 
 def _load_image(path: Path) -> Image.Image:
@@ -355,7 +357,11 @@ def explain_images(options: ExplainOptions) -> list[Path]:
         title = f"{Path(path).name}: {label} ({float(probabilities[index, target]):.2f})"
         one = slice(index, index + 1)
         figure = attribution_figure(
-            display[one], {options.method: maps[one]}, [title], cell_inches=3.0
+            display[one],
+            {options.method: maps[one]},
+            [title],
+            cell_inches=3.0,
+            signed=options.signed,
         )
         destination = options.out / name
         figure.savefig(destination, dpi=100)

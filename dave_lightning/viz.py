@@ -20,7 +20,7 @@ Example:
     >>> blended.shape, float(blended.min()) >= 0.0, float(blended.max()) <= 1.0
     (torch.Size([2, 3, 32, 32]), True, True)
     >>> figure = attribution_figure(images, {"dave": maps})
-    >>> [axis.get_title() for axis in figure.axes[:3]]
+    >>> [text.get_text() for text in figure.axes[0].texts]
     ['image', 'dave', 'dave on image']
 """
 
@@ -192,22 +192,31 @@ def overlay(
     )
 
 
-def _draw_boxes(axis: Any, boxes: Tensor | None) -> None:
+def _mosaic(rows: list[list[Tensor]], pad: int) -> Tensor:
+    """``(3, H', W')`` tiles of equal size laid out row by row on a white background."""
+    height, width = rows[0][0].shape[-2:]
+    count_rows, count_cols = len(rows), len(rows[0])
+    canvas = torch.ones(3, count_rows * (height + pad) + pad, count_cols * (width + pad) + pad)
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            top, left = pad + r * (height + pad), pad + c * (width + pad)
+            canvas[:, top : top + height, left : left + width] = tile
+    return canvas
+
+
+def _draw_boxes(axis: Any, boxes: Tensor | None, left: int, top: int) -> None:
+    """Outline ``(n, 4)`` boxes ``x1, y1, x2, y2`` of a tile whose corner is at ``left, top``."""
     if boxes is None:
         return
     for x1, y1, x2, y2 in boxes.reshape(-1, 4).tolist():
+        corner = (left + x1 - 0.5, top + y1 - 0.5)
         axis.add_patch(
-            Rectangle(
-                (x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=_BOX_COLOUR, lw=1
-            )
+            Rectangle(corner, x2 - x1, y2 - y1, fill=False, edgecolor=_BOX_COLOUR, linewidth=1)
         )
 
 
-def _hide_ticks(axis: Any) -> None:
-    axis.set_xticks([])
-    axis.set_yticks([])
-    for spine in axis.spines.values():
-        spine.set_visible(False)
+def _column_names(maps: Mapping[str, Tensor]) -> list[str]:
+    return ["image", *(f"{name}{suffix}" for name in maps for suffix in ("", " on image"))]
 
 
 def attribution_figure(
@@ -222,7 +231,8 @@ def attribution_figure(
 
     The map alone is drawn with :data:`CMAP` on black (or :data:`SIGNED_CMAP` centred at 0 with
     ``signed``), the overlay over a greyscale copy of the image; both are scaled by
-    :func:`robust_normalize`, which the colour bar on the right shows.
+    :func:`display_maps`, which the colour bar on the right shows. The panels are one mosaic
+    (one image to draw, which keeps the per-epoch figures cheap).
 
     Args:
         images: ``(B, 3, H, W)`` display images in [0, 1].
@@ -238,47 +248,38 @@ def attribution_figure(
     """
     images = images.detach().float().cpu()
     cmap = SIGNED_CMAP if signed else CMAP
-    shown = {name: display_maps(value, signed) for name, value in maps.items()}
     grey = greyscale(images)
-    rows, cols = images.shape[0], 1 + 2 * len(maps)
+    tiles: list[Tensor] = []
+    for value in maps.values():
+        shown = display_maps(value, signed)
+        tiles += [colorize(shown, cmap, signed), overlay_from_display(grey, shown, cmap, signed)]
+    rows = [[images[b], *(tile[b] for tile in tiles)] for b in range(images.shape[0])]
+    height, width = images.shape[-2:]
+    pad = max(2, width // 16)
     top, bar = 0.3, 0.85
-    figure = new_figure(cell_inches * cols + bar, cell_inches * rows + top)
-    width, height = figure.get_figwidth(), figure.get_figheight()
-    figure.subplots_adjust(
-        left=0.02 * cell_inches / width,
-        right=(width - bar) / width,
-        bottom=0.02,
-        top=(height - top) / height,
-        wspace=0.04,
-        hspace=0.04,
-    )
-    axes = figure.subplots(rows, cols, squeeze=False)
-    low = -1.0 if signed else 0.0
-    for row in range(rows):
-        row_boxes = None if boxes is None else boxes[row]
-        axes[row, 0].imshow(images[row].permute(1, 2, 0).numpy(), interpolation="nearest")
-        for index, heat in enumerate(shown.values()):
-            alone, blended = axes[row, 1 + 2 * index], axes[row, 2 + 2 * index]
-            alone.imshow(heat[row].numpy(), cmap=cmap, vmin=low, vmax=1.0, interpolation="nearest")
-            mixed = overlay_from_display(grey[row : row + 1], heat[row : row + 1], cmap, signed)
-            blended.imshow(mixed[0].permute(1, 2, 0).numpy(), interpolation="nearest")
-        for axis in axes[row]:
-            _hide_ticks(axis)
-            _draw_boxes(axis, row_boxes)
-    for index, name in enumerate(["image", *(f"{m}{s}" for m in maps for s in ("", " on image"))]):
-        axes[0, index].set_title(name, fontsize=8)
-    for row, title in enumerate(titles or []):
-        axes[row, 0].text(
-            1,
-            1,
-            title,
-            ha="left",
-            va="top",
-            fontsize=7,
-            color="white",
-            bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0},
-        )
-    _colour_bar(figure, cmap, low, bar, top)
+    figure = new_figure(cell_inches * len(rows[0]) + bar, cell_inches * len(rows) + top)
+    size_w, size_h = figure.get_figwidth(), figure.get_figheight()
+    axis = figure.add_axes((0.0, 0.0, (size_w - bar) / size_w, (size_h - top) / size_h))
+    axis.imshow(_mosaic(rows, pad).permute(1, 2, 0).numpy(), interpolation="nearest")
+    axis.set_axis_off()
+    for c, name in enumerate(_column_names(maps)):
+        axis.text(pad + c * (width + pad) + width / 2, -pad / 2, name, ha="center", fontsize=8)
+    for r in range(len(rows)):
+        row_top = pad + r * (height + pad)
+        for c in range(len(rows[0])):
+            _draw_boxes(axis, None if boxes is None else boxes[r], pad + c * (width + pad), row_top)
+        if titles is not None and r < len(titles):
+            axis.text(
+                pad + 1,
+                row_top + 1,
+                titles[r],
+                ha="left",
+                va="top",
+                fontsize=7,
+                color="white",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0},
+            )
+    _colour_bar(figure, cmap, -1.0 if signed else 0.0, bar, top)
     return figure
 
 

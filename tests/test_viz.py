@@ -77,21 +77,30 @@ def test_attribution_figure_panels_colour_bar_and_boxes() -> None:
     figure = attribution_figure(images, maps, ["a", "b"], boxes=boxes)
     assert isinstance(figure, Figure)
     assert matplotlib.get_backend() == before  # the backend is never switched
-    panels, bar = figure.axes[:-1], figure.axes[-1]
-    assert len(panels) == 2 * 5
-    assert [axis.get_title() for axis in panels[:5]] == [
+    mosaic, bar = figure.axes
+    assert [text.get_text() for text in mosaic.texts] == [
         "image",
         "dave",
         "dave on image",
         "gradient",
         "gradient on image",
+        "a",
+        "b",
     ]
     assert "99.5th" in bar.get_ylabel()
-    assert [len(axis.patches) for axis in panels] == [1] * 5 + [0] * 5  # boxes of row 0 only
-    assert panels[1].images[0].get_cmap().name == CMAP
+    assert len(mosaic.patches) == 5  # row 0's box on each of its five panels, none in row 1
+    pad = 2  # max(2, width // 16)
+    x0, y0 = mosaic.patches[1].get_xy()  # the box on dave's map, one tile to the right
+    assert (x0, y0) == (pad + (24 + pad) + 2 - 0.5, pad + 2 - 0.5)
+    tile = np.asarray(mosaic.images[0].get_array())[pad : pad + 24, 2 * pad + 24 : 2 * pad + 48]
+    expected = colorize(display_maps(maps["dave"][:1]), CMAP)[0].permute(1, 2, 0).numpy()
+    assert np.allclose(tile, expected, atol=1e-6)  # the map alone in inferno
     signed = attribution_figure(images, maps, signed=True)
-    assert signed.axes[1].images[0].get_cmap().name == SIGNED_CMAP
-    assert signed.axes[1].images[0].get_clim() == (-1.0, 1.0)
+    right = slice(2 * pad + 24, 2 * pad + 48)
+    tile = np.asarray(signed.axes[0].images[0].get_array())[pad : pad + 24, right]
+    shown = display_maps(maps["dave"][:1], signed=True)
+    expected = colorize(shown, SIGNED_CMAP, signed=True)[0].permute(1, 2, 0).numpy()
+    assert np.allclose(tile, expected, atol=1e-6)  # both signs, white at 0
     assert figure_to_array(figure).ndim == 3
 
 

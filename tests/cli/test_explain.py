@@ -210,3 +210,23 @@ def test_explain_maps_do_not_depend_on_the_per_image_loop(tmp_path: Path) -> Non
 
     batch = get_attributor("dave", model, num_samples=2).attribute(images, targets)
     torch.testing.assert_close(_attribute(options, model, images, targets), batch)
+
+
+def test_explain_signed_draws_both_signs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dave_lightning.viz as viz
+
+    seen: list[bool] = []
+    original = viz.attribution_figure
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("signed", False))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(viz, "attribution_figure", spy)
+    image = _picture(tmp_path / "x.png", 32, 32)
+    arguments = [str(image), "--model", "vit_tiny_patch16_224", "--method", "gradient"]
+    arguments += ["--num-classes", "3", "--no-progress", "--out", str(tmp_path / "out")]
+    tiny = [f"--model-arg={key}={value}" for key, value in TINY.items()]
+    assert main(["explain", *arguments, *tiny, "--signed"]) == 0
+    assert main(["explain", *arguments, *tiny]) == 0
+    assert seen == [True, False]
