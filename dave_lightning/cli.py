@@ -48,6 +48,12 @@ def _add_explain(commands: Any) -> None:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNGs")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: on a terminal)"
+    )
+    parser.add_argument(
+        "--signed", action="store_true", help="show negative evidence too (blue-white-red map)"
+    )
 
 
 def _add_demo(commands: Any) -> None:
@@ -100,7 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from dave_lightning.demo.report import format_table, save_summary, verdict
+    from dave_lightning.demo.report import EpochPrinter, format_table, save_summary, verdict
     from dave_lightning.demo.run import DemoConfig, run_demo
     from dave_lightning.errors import DaveError
 
@@ -122,7 +128,7 @@ def _demo(args: argparse.Namespace) -> int:
             num_images=args.num_images,
             progress=not args.no_progress,
         )
-        result = run_demo(config)
+        result = run_demo(config, on_epoch=EpochPrinter())
     except DaveError as error:
         print(f"dave-lightning demo: error: {error}", file=sys.stderr)
         return 2
@@ -156,6 +162,8 @@ def _explain(args: argparse.Namespace) -> int:
         num_classes=args.num_classes,
         model_kwargs=dict(args.model_arg),
         device=args.device,
+        progress=False if args.no_progress else None,
+        signed=args.signed,
     )
     try:
         written = explain_images(options)

@@ -1,8 +1,9 @@
 """``dave-lightning explain``: attribute your own images with any timm model and checkpoint.
 
 Images are loaded with PIL and preprocessed with the model's own timm data configuration
-(resize, crop, normalisation); each gets one PNG with the image, the overlay and the predicted
-class and score in the title.
+(resize, crop, normalisation); each gets one PNG with the image, the map alone (inferno on black),
+the overlay on a greyscale copy, a colour bar, and the predicted class and score in the title.
+A progress bar per image goes to stderr when it is a terminal (``ExplainOptions.progress``).
 
 Example:
     >>> import torch
@@ -75,6 +76,10 @@ class ExplainOptions:
     num_classes: int | None = None
     model_kwargs: Mapping[str, Any] | None = None
     device: str = "cpu"
+    progress: bool | None = None
+    """A progress bar per image on stderr: ``None`` shows it when stderr is a terminal."""
+    signed: bool = False
+    """Draw both signs of the map with a diverging colormap centred at 0."""
 
 
 def _load_image(path: Path) -> Image.Image:
@@ -286,13 +291,28 @@ def _targets(options: ExplainOptions, logits: Tensor) -> Tensor:
     return torch.full((logits.shape[0],), index, dtype=torch.long)
 
 
+def _progress_bar(options: ExplainOptions, total: int) -> Any:
+    """A tqdm bar on stderr, one step per image; ``disable=None``: only on a terminal."""
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+    disable = None if options.progress is None else not options.progress
+    return tqdm(total=total, desc=f"explain ({options.method})", unit="image", disable=disable)
+
+
 def _attribute(
     options: ExplainOptions, model: nn.Module, images: Tensor, targets: Tensor
 ) -> Tensor:
     method_options = {"num_samples": options.num_samples} if options.method == "dave" else {}
     try:
         attributor = get_attributor(options.method, model, **method_options)
-        maps: Tensor = attributor.attribute(images, targets.to(images.device))
+        targets = targets.to(images.device)
+        chunks = []
+        with _progress_bar(options, len(images)) as bar:
+            for index in range(len(images)):  # one image at a time: a bar that moves
+                one = slice(index, index + 1)
+                chunks.append(attributor.attribute(images[one], targets[one], image_ids=[index]))
+                bar.update(1)
+        maps: Tensor = torch.cat(chunks)
     except UnsupportedModelError as error:
         first = first_line(error).partition(";")[0].rstrip(":")
         raise ExplainError(f"{first}: {_VIT_HINT.format(method=options.method)}") from None
@@ -312,8 +332,6 @@ def explain_images(options: ExplainOptions) -> list[Path]:
             a checkpoint that does not fit, a device this machine lacks, a bad target, or a
             method the model does not support.
     """
-    import matplotlib.pyplot as plt
-
     from dave_lightning.viz import attribution_figure, to_display
 
     pictures = [_load_image(Path(path)) for path in options.images]
@@ -339,10 +357,13 @@ def explain_images(options: ExplainOptions) -> list[Path]:
         title = f"{Path(path).name}: {label} ({float(probabilities[index, target]):.2f})"
         one = slice(index, index + 1)
         figure = attribution_figure(
-            display[one], {options.method: maps[one]}, [title], cell_inches=3.0
+            display[one],
+            {options.method: maps[one]},
+            [title],
+            cell_inches=3.0,
+            signed=options.signed,
         )
         destination = options.out / name
         figure.savefig(destination, dpi=100)
-        plt.close(figure)
         written.append(destination)
     return written

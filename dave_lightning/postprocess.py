@@ -3,9 +3,20 @@
 ReLU, a 50/50 blend with an 11×11 Gaussian blur (σ = 7), a 5×5 bilateral filter (σ_space 0.5,
 σ_range 0.05), then division by the maximum. For display only: metrics use the raw signed maps.
 
-Choices where the reference leaves room: borders are reflected (OpenCV's default ``REFLECT_101``);
-the map is divided by its maximum before the bilateral filter so that σ_range = 0.05 is measured on
-a [0, 1] scale, and again at the end. An all-zero map stays zero.
+Where this differs from the reference display pipeline:
+
+* **Scale-free.** The blended map is divided by its maximum *before* the bilateral filter, so
+  σ_range = 0.05 is measured on a [0, 1] scale and the result is the same for a map and for any
+  positive multiple of it. The reference filters the raw map, whose scale depends on the model and
+  the method, so there σ_range = 0.05 may smooth almost nothing (large values) or act as a plain
+  Gaussian (tiny values).
+* **Borders reflected.** Both filters reflect the map at its borders (``dcb|abcd|cba``, OpenCV's
+  ``REFLECT_101``, torch's ``"reflect"``); the reference pads with zeros, which darkens evidence
+  within a few pixels of the border.
+
+The result is divided by its maximum again at the end, as in the reference. An all-zero map stays
+zero. The figures in :mod:`dave_lightning.viz` clip outliers first (a high percentile, as
+Captum's ``outlier_perc``), then call this.
 
 Example:
     >>> import torch
@@ -104,6 +115,10 @@ def _divide_by_max(maps: Tensor) -> Tensor:
 
 def postprocess_for_display(maps: Tensor) -> Tensor:
     """The reference display pipeline: ReLU, Gaussian blend, bilateral filter, divide by max.
+
+    Unlike the reference, the map is divided by its maximum before the bilateral filter (so the
+    result does not depend on the map's scale) and borders are reflected instead of zero-padded;
+    see the module documentation.
 
     Args:
         maps: Signed attributions ``(B, H, W)`` or ``(H, W)``.

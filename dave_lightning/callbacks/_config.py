@@ -106,6 +106,7 @@ class MonitorConfig:
     dataloader_idx: int = 0
     patch_size: int | None = None
     figure_dir: str | None = None
+    recalibrate_noise_every_evaluation: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -131,6 +132,12 @@ class MonitorConfig:
             or self.max_batch_size < 1
         ):
             raise _fail("max_batch_size", "an integer >= 1 or 'auto'", self.max_batch_size)
+        if not isinstance(self.recalibrate_noise_every_evaluation, bool):
+            raise _fail(
+                "recalibrate_noise_every_evaluation",
+                "True or False",
+                self.recalibrate_noise_every_evaluation,
+            )
         self._check_dave_options()
         self._check_dave_is_chosen()
         _check_deletion_options(

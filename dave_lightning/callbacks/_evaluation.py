@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +88,10 @@ def network_patch_size(network: nn.Module, override: int | None) -> tuple[int, i
     )
 
 
+def _no_progress(label: str) -> None:
+    """The default progress callback: nothing."""
+
+
 def _deletion(config: MonitorConfig, order: str) -> PixelDeletion:
     options: dict[str, Any] = {
         "steps": config.deletion_steps,
@@ -96,6 +100,7 @@ def _deletion(config: MonitorConfig, order: str) -> PixelDeletion:
         "replacement": config.deletion_replacement,
         "batch_size": config.deletion_batch_size,
         "seed": config.seed,
+        "normalize": True,  # comparable across epochs; see PixelDeletion
     }
     return PixelDeletion(**options)
 
@@ -131,6 +136,13 @@ class Evaluation:
             self.metrics[method] = metrics
         self.reference = _deletion(config, "random") if "deletion_auc" in wanted else None
         self.seconds: dict[str, float] = {}
+        self.progress: Callable[[str], None] = _no_progress
+        """Called after each stage of :meth:`update` with its name (a progress bar's step)."""
+
+    def progress_steps(self, has_grids: bool) -> int:
+        """How many times :meth:`update` calls :attr:`progress`."""
+        per_method = 2 + int(has_grids and "grid_pg" in self.config.metrics)
+        return per_method * len(self.attributors) + int(self.reference is not None)
 
     def all_metrics(self) -> list[Metric]:
         """Every metric object, the reference line included."""
@@ -178,9 +190,11 @@ class Evaluation:
                 attributor.attribute(share.images, targets, image_ids=ids) if len(share) else None
             )
             self._timed("attribution", start)
+            self.progress(f"{method} attribution")
             if maps is not None:
                 kept[method] = maps[keep]
                 self._update_image_metrics(method, network, share, targets, maps)
+            self.progress(f"{method} metrics")
             if grids is not None and len(grids) and "grid_pg" in self.metrics[method]:
                 start = time.perf_counter()
                 grid_maps = attributor.attribute(grids.images, grids.classes, image_ids=grids.ids)
@@ -188,11 +202,15 @@ class Evaluation:
                 self.metrics[method]["grid_pg"].update(
                     grid_maps.flatten(0, 1), grids.cells.flatten()
                 )
+            if grids is not None and "grid_pg" in self.metrics[method]:
+                self.progress(f"{method} grids")
         if self.reference is not None and len(share):
             start = time.perf_counter()
             blank = share.images.new_zeros(share.images.shape[0], *share.images.shape[2:])
             self.reference.update(network, share.images, blank, targets, share.indices)
             self._timed("metrics", start)
+        if self.reference is not None:
+            self.progress("random-order reference")
         return kept
 
     def _update_image_metrics(

@@ -2,8 +2,10 @@
 
 Loggers are recognised by what they can do, not by class, so the same code serves
 ``pytorch_lightning`` and ``lightning.pytorch`` trainers: a TensorBoard ``SummaryWriter`` as
-``logger.experiment`` gets figures and a custom-scalars layout; any logger with ``log_image``
-(e.g. Weights & Biases) gets the figures as images; scalars go through ``pl_module.log``.
+``logger.experiment`` gets figures (indexed by epoch) and a custom-scalars layout, and the
+scores go into one run per method beside it (:mod:`dave_lightning.callbacks._runs`); any logger
+with ``log_image`` (e.g. Weights & Biases) gets the figures as images; every logger (CSV, W&B,
+MLflow, TensorBoard's own run) gets ``{prefix}/{method}/{metric}`` through ``pl_module.log``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     from dave_lightning.calibration import SensitivityCurve
     from dave_lightning.callbacks._evaluation import MethodScores
+    from dave_lightning.callbacks._runs import MethodRuns
 
 __all__ = [
     "chart_title",
@@ -25,6 +28,7 @@ __all__ = [
     "epoch_scalars",
     "figure_to_array",
     "log_figure",
+    "send_scalars",
     "sensitivity_scalars",
     "summary_writers",
 ]
@@ -39,7 +43,7 @@ _DIRECTION = {
 _LONG_NAMES = {
     "grid_pg": "GridPG (grid pointing game)",
     "energy_pg": "EnergyPG (energy pointing game)",
-    "deletion_auc": "pixel deletion AUC",
+    "deletion_auc": "pixel deletion AUC of score / unperturbed score",
     "patch_artifact": "patch-grid artifact score",
 }
 SENSITIVITY = "noise_sensitivity"
@@ -111,7 +115,7 @@ def chart_title(metric: str, deletion_order: str) -> str:
 
     Example:
         >>> chart_title("deletion_auc", "most_relevant_first")
-        'pixel deletion AUC, most relevant first (lower is better)'
+        'pixel deletion AUC of score / unperturbed score, most relevant first (lower is better)'
     """
     if metric == "deletion_auc":
         order = deletion_order.replace("_", " ")
@@ -122,27 +126,26 @@ def chart_title(metric: str, deletion_order: str) -> str:
 def custom_scalars_layout(
     prefix: str, metrics: Sequence[str], deletion_order: str, noise_sensitivity: bool = False
 ) -> dict[str, dict[str, list[Any]]]:
-    """A TensorBoard custom-scalars layout: per metric one chart with every method on it.
+    """A TensorBoard custom-scalars layout: per metric one chart whose title gives the direction.
 
-    The prefix is matched literally (regex-escaped), so e.g. ``"val.explain"`` does not also
-    match ``"valXexplain"``. With ``noise_sensitivity`` (``noise_alpha="auto"``) one more chart
-    holds DAVE's sensitivity curve, one line per noise level.
+    The scores live in one run per method under method-free tags (``explain/grid_pg`` in the runs
+    ``dave``, ``gradient``, ...), so each chart's tag pattern matches every method's run and
+    TensorBoard colours the lines by run. The prefix is matched literally (regex-escaped), so
+    e.g. ``"val.explain"`` does not also match ``"valXexplain"``. With ``noise_sensitivity``
+    (``noise_alpha="auto"``) one more chart holds DAVE's sensitivity curve, one line per level.
 
     Example:
         >>> layout = custom_scalars_layout("explain", ["grid_pg"], "most_relevant_first")
         >>> layout["explain"]["GridPG (grid pointing game) (higher is better)"]
-        ['Multiline', ['^explain/[^/]+/grid_pg$']]
+        ['Multiline', ['^explain/grid_pg$']]
     """
     pattern = re.escape(prefix)
     charts = {
-        chart_title(metric, deletion_order): [
-            "Multiline",
-            [f"^{pattern}/[^/]+/{re.escape(metric)}$"],
-        ]
+        chart_title(metric, deletion_order): ["Multiline", [f"^{pattern}/{re.escape(metric)}$"]]
         for metric in metrics
     }
     if noise_sensitivity:
-        charts[SENSITIVITY_TITLE] = ["Multiline", [f"^{pattern}/dave/{SENSITIVITY}/"]]
+        charts[SENSITIVITY_TITLE] = ["Multiline", [f"^{pattern}/{SENSITIVITY}/"]]
     return {prefix: charts}
 
 
@@ -158,29 +161,51 @@ def summary_writers(loggers: Iterable[Any]) -> list[Any]:
     return [writer for writer in map(_writer_of, loggers) if writer is not None]
 
 
+def send_scalars(trainer: Any, runs: MethodRuns, prefix: str, scalars: Mapping[str, float]) -> None:
+    """Rank 0: every method's scores into its own TensorBoard run, one tag per metric.
+
+    At the step Lightning logs the epoch's validation metrics (so lines up with them). Every
+    logger, TensorBoard's own run included, also gets ``{prefix}/{method}/{metric}`` through
+    Lightning's ``log_metrics`` (the monitor logs them with ``pl_module.log_dict``): that is what
+    ``trainer.validate`` returns and what checkpoint and early-stopping monitors read, and
+    Lightning sends logged values to every logger or to none.
+    """
+    runs.write(trainer.loggers, prefix, scalars, logging_step(trainer))
+
+
 def figure_to_array(figure: Any) -> np.ndarray:
-    """Render a matplotlib figure to an ``(H, W, 3)`` uint8 array."""
+    """Render a matplotlib figure to an ``(H, W, 3)`` uint8 array (on its own Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(figure.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(figure)
     figure.canvas.draw()
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
 def log_figure(
-    loggers: Iterable[Any], tag: str, figure: Any, step: int, save_as: Path | None = None
+    loggers: Iterable[Any],
+    tag: str,
+    figure: Any,
+    step: int,
+    save_as: Path | None = None,
+    epoch: int | None = None,
 ) -> None:
-    """Send a figure to every logger that takes images (and to ``save_as``), then close it."""
-    import matplotlib.pyplot as plt
+    """Send a figure to every logger that takes images (and to ``save_as``).
 
-    try:
-        if save_as is not None:
-            save_as.parent.mkdir(parents=True, exist_ok=True)
-            figure.savefig(save_as, dpi=100)
-        image = None
-        for logger in loggers:
-            writer = _writer_of(logger)
-            if writer is not None:
-                writer.add_figure(tag, figure, global_step=step, close=False)
-            elif callable(getattr(logger, "log_image", None)):
-                image = figure_to_array(figure) if image is None else image
-                logger.log_image(key=tag, images=[image], step=step)
-    finally:
-        plt.close(figure)
+    TensorBoard indexes it by ``epoch`` when given (the Images tab's slider then reads in epochs);
+    other image loggers (W&B, which needs steps that never go back) get it at ``step``.
+    """
+    if save_as is not None:
+        save_as.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(save_as, dpi=100)
+    image = None
+    for logger in loggers:
+        writer = _writer_of(logger)
+        if writer is not None:
+            index = step if epoch is None else epoch
+            writer.add_figure(tag, figure, global_step=index, close=False)
+            writer.flush()
+        elif callable(getattr(logger, "log_image", None)):
+            image = figure_to_array(figure) if image is None else image
+            logger.log_image(key=tag, images=[image], step=step)

@@ -25,12 +25,15 @@ from dave_lightning.callbacks._logging import (
     custom_scalars_layout,
     epoch_scalars,
     logging_step,
+    send_scalars,
     sensitivity_scalars,
     summary_writers,
 )
 from dave_lightning.callbacks._precision import float32_network
 from dave_lightning.callbacks._probe import Probe, select_probe
+from dave_lightning.callbacks._progress import EvaluationProgress
 from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
+from dave_lightning.callbacks._runs import MethodRuns
 from dave_lightning.callbacks._safety import preserved_training_state
 from dave_lightning.callbacks._validation import validation_loader
 from dave_lightning.dave import DAVE
@@ -65,6 +68,9 @@ class MonitorLogic:
         self._warned: set[str] = set()
         self._layout_written = False
         self._last_epoch_run: int | None = None
+        self.runs = MethodRuns()
+        self.fixed_noise_alpha: float | None = None
+        self.recalibrated_noise_alpha: float | None = None
 
     @property
     def num_failures(self) -> int:
@@ -194,26 +200,39 @@ class MonitorLogic:
         assert self._evaluation is not None
         device = next(network.parameters()).device
         self._evaluation.to(device)
-        with float32_network(network, self.config.autocast is None):
-            dtype = next(network.parameters()).dtype
-            images = self.probe.images.to(device=device, dtype=dtype)
-            targets = self._targets(network, images)
-            self._calibrate(images, targets)
-            positions = torch.arange(trainer.global_rank, len(self.probe), trainer.world_size)
-            share = self.probe.select(positions)
-            share.images = images[positions.to(device)]
-            grids = self._grid_share(trainer, network, device, dtype)
-            keep = positions < self.config.log_images
-            self._warn_missing_regions()
-            return self._evaluation.update(
-                network, share, targets[positions.to(device)], grids, keep
-            )
+        calibrates = self._auto_dave() is not None
+        progress = EvaluationProgress.for_trainer(
+            trainer, self._evaluation.progress_steps(True) + int(calibrates)
+        )
+        self._evaluation.progress = progress.advance
+        try:
+            with float32_network(network, self.config.autocast is None):
+                dtype = next(network.parameters()).dtype
+                images = self.probe.images.to(device=device, dtype=dtype)
+                targets = self._targets(network, images)
+                self._calibrate(images, targets)
+                if calibrates:
+                    progress.advance("DAVE noise calibration")
+                positions = torch.arange(trainer.global_rank, len(self.probe), trainer.world_size)
+                share = self.probe.select(positions)
+                share.images = images[positions.to(device)]
+                grids = self._grid_share(trainer, network, device, dtype)
+                total = self._evaluation.progress_steps(grids is not None) + int(calibrates)
+                progress.shrink(self._evaluation.progress_steps(True) + int(calibrates) - total)
+                keep = positions < self.config.log_images
+                self._warn_missing_regions()
+                return self._evaluation.update(
+                    network, share, targets[positions.to(device)], grids, keep
+                )
+        finally:
+            progress.close()
 
     def _compute(self) -> tuple[dict[str, MethodScores], Tensor | None]:
         """Synchronise and compute every metric (a collective), plus DAVE's calibration.
 
-        With ``noise_alpha="auto"`` DAVE's scores also hold the chosen level (``noise_alpha``)
-        and its sensitivity curve (``noise_sensitivity/t_0.30``: retained score per level).
+        With ``noise_alpha="auto"`` DAVE's scores also hold the level in use (``noise_alpha``),
+        what a re-calibration now chooses (``noise_alpha_recalibrated``) and this evaluation's
+        sensitivity curve (``noise_sensitivity/t_0.30``: retained score per level).
         """
         assert self._evaluation is not None
         results, reference = self._evaluation.compute(self._has_regions(), self._grids is not None)
@@ -221,6 +240,8 @@ class MonitorLogic:
         if dave is not None and dave.noise_alpha is not None:
             scalars = results.setdefault("dave", MethodScores()).scalars
             scalars["noise_alpha"] = dave.noise_alpha
+            if self.recalibrated_noise_alpha is not None:
+                scalars["noise_alpha_recalibrated"] = self.recalibrated_noise_alpha
             if dave.calibration is not None:
                 scalars.update(sensitivity_scalars(dave.calibration))
         return results, reference
@@ -240,10 +261,21 @@ class MonitorLogic:
         return None
 
     def _calibrate(self, images: Tensor, targets: Tensor) -> None:
-        """With ``noise_alpha="auto"``: fix DAVE's level on the whole probe (same on every rank)."""
+        """With ``noise_alpha="auto"``: measure DAVE's level on the whole probe (every rank alike).
+
+        The first level is kept (:attr:`fixed_noise_alpha`) unless
+        ``recalibrate_noise_every_evaluation``; what this evaluation would choose is kept in
+        :attr:`recalibrated_noise_alpha` and logged as a drift signal.
+        """
         dave = self._auto_dave()
-        if dave is not None and self.probe is not None:
-            dave.calibrate(images, targets, image_ids=self.probe.indices)
+        if dave is None or self.probe is None:
+            return
+        self.recalibrated_noise_alpha = dave.calibrate(
+            images, targets, image_ids=self.probe.indices
+        )
+        if self.config.recalibrate_noise_every_evaluation or self.fixed_noise_alpha is None:
+            self.fixed_noise_alpha = self.recalibrated_noise_alpha
+        dave.noise_alpha = self.fixed_noise_alpha
 
     def _grid_share(
         self, trainer: Any, network: nn.Module, device: torch.device, dtype: torch.dtype
@@ -310,6 +342,8 @@ class MonitorLogic:
         # validation metrics (the figures use that step too), checkpoint/early-stopping monitors
         # see them, and `trainer.validate` returns them. The failure count is logged by `run`.
         pl_module.log_dict(scalars, on_step=False, on_epoch=True, batch_size=1)
+        if trainer.is_global_zero:  # and per method one TensorBoard run, one tag per metric
+            send_scalars(trainer, self.runs, prefix, scalars)
         row = {"epoch": float(trainer.current_epoch), "step": float(logging_step(trainer))}
         if self.num_failures:
             row[f"{prefix}/failures"] = float(self.num_failures)
@@ -342,6 +376,10 @@ class MonitorLogic:
             writer.add_custom_scalars(layout)
         self._layout_written = True
 
+    def close_runs(self) -> None:
+        """Close the per-method TensorBoard writers (end of fit/validate, or an exception)."""
+        self.runs.close()
+
     def calibration_curve(self) -> Any:
         """DAVE's last sensitivity curve under ``noise_alpha="auto"`` (else ``None``)."""
         dave = self._auto_dave()
@@ -354,11 +392,12 @@ class MonitorLogic:
     # --- state ---------------------------------------------------------------------------------
 
     def monitor_state(self) -> dict[str, Any]:
-        """The probe set, the history and the failure count, for checkpoints."""
+        """The probe set, the history, the failure count and the fixed noise level."""
         return {
             "probe": None if self.probe is None else self.probe.state(),
             "history": list(self.history),
             "num_failures": self.num_failures,
+            "fixed_noise_alpha": self.fixed_noise_alpha,
         }
 
     def load_monitor_state(self, state: Mapping[str, Any]) -> None:
@@ -367,4 +406,6 @@ class MonitorLogic:
         self.probe = None if probe is None else Probe.from_state(probe)
         self.history = list(state.get("history", []))
         self.num_failures = int(state.get("num_failures", 0))
+        fixed = state.get("fixed_noise_alpha")
+        self.fixed_noise_alpha = None if fixed is None else float(fixed)
         self._grids_built = False

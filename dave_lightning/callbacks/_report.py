@@ -98,31 +98,27 @@ def log_epoch_figures(
     mean, std = monitor.display_stats(network)
     titles = _row_titles(network, images, probe.labels[:count])
     step, prefix = logging_step(trainer), config.log_prefix
-    figure = attribution_figure(to_display(images, mean, std), figure_maps, titles)
-    log_figure(
-        trainer.loggers, f"{prefix}/overlays", figure, step, _png(config, "overlays", trainer)
+
+    def send(name: str, tag: str, figure: Any) -> None:
+        png = _png(config, name, trainer)
+        log_figure(trainer.loggers, f"{prefix}/{tag}", figure, step, png, trainer.current_epoch)
+
+    boxes = None if probe.boxes is None else probe.boxes[:count]
+    send(
+        "overlays",
+        "overlays",
+        attribution_figure(to_display(images, mean, std), figure_maps, titles, boxes=boxes),
     )
     curves = {m: s.deletion_curve for m, s in results.items() if s.deletion_curve is not None}
     if curves:
         fractions = deletion_fractions(
             config.deletion_steps, config.deletion_max_fraction, dtype=torch.float32
         )
+        aucs = {m: s.scalars.get("deletion_auc", float("nan")) for m, s in results.items()}
         title = chart_title("deletion_auc", config.deletion_order)
-        figure = deletion_curves_figure(fractions, curves, reference, title=title)
-        log_figure(
-            trainer.loggers,
-            f"{prefix}/deletion_curves",
-            figure,
-            step,
-            _png(config, "deletion_curves", trainer),
-        )
+        figure = deletion_curves_figure(fractions, curves, reference, title=title, aucs=aucs)
+        send("deletion_curves", "deletion_curves", figure)
     curve = monitor.calibration_curve()
     if curve is not None:
-        figure = sensitivity_figure(curve)
-        log_figure(
-            trainer.loggers,
-            f"{prefix}/dave/noise_sensitivity",
-            figure,
-            step,
-            _png(config, "noise_sensitivity", trainer),
-        )
+        figure = sensitivity_figure(curve, used=monitor.fixed_noise_alpha)
+        send("noise_sensitivity", "dave/noise_sensitivity", figure)

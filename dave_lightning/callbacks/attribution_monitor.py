@@ -30,11 +30,13 @@ class _MonitorHooks(MonitorLogic):
         num_images: Size of the probe set, chosen once from the validation data.
         num_samples: DAVE's Monte-Carlo samples per image.
         noise_alpha: DAVE's noise level; ``None`` uses the paper's value for the model, ``"auto"``
-            re-calibrates it on the probe set at every run (logged as
-            ``{log_prefix}/dave/noise_alpha``, the sensitivity curve as scalars
-            ``{log_prefix}/dave/noise_sensitivity/t_0.30``, ... (retained score per level, one
-            custom-scalars chart) and, when figures are logged, as a figure). Needs ``"dave"`` in
-            ``methods``, as do DAVE's other options except ``num_samples``.
+            calibrates it on the probe set at the first evaluation and keeps that level (logged
+            as ``{log_prefix}/dave/noise_alpha``; kept in the callback's state, so a resumed run
+            keeps it). Every evaluation still measures what a re-calibration would choose, as a
+            drift signal: ``{log_prefix}/dave/noise_alpha_recalibrated``, the sensitivity curve
+            as scalars ``{log_prefix}/dave/noise_sensitivity/t_0.30``, ... (retained score per
+            level, one custom-scalars chart) and, when figures are logged, as a figure. Needs
+            ``"dave"`` in ``methods``, as do DAVE's other options except ``num_samples``.
         flip_prob: DAVE's flip probability.
         rotation: DAVE's maximum rotation in degrees.
         translation: DAVE's maximum translation (fraction of the size).
@@ -79,6 +81,9 @@ class _MonitorHooks(MonitorLogic):
         patch_size: Patch size for ``"patch_artifact"`` (default: the timm model's).
         figure_dir: Also save each epoch's figures as PNG files in this folder (rank 0; also
             with ``logger=False``).
+        recalibrate_noise_every_evaluation: With ``noise_alpha="auto"``, use the level chosen at
+            each evaluation instead of keeping the first one (DAVE's curves then mix changes of
+            the level with changes of the model).
     """
 
     def __init__(
@@ -118,6 +123,7 @@ class _MonitorHooks(MonitorLogic):
         dataloader_idx: int = 0,
         patch_size: int | None = None,
         figure_dir: str | None = None,
+        recalibrate_noise_every_evaluation: bool = False,
     ) -> None:
         config = MonitorConfig(
             methods=tuple(methods) if isinstance(methods, list | tuple) else methods,  # type: ignore[arg-type]
@@ -155,6 +161,7 @@ class _MonitorHooks(MonitorLogic):
             dataloader_idx=dataloader_idx,
             patch_size=patch_size,
             figure_dir=None if figure_dir is None else str(figure_dir),
+            recalibrate_noise_every_evaluation=recalibrate_noise_every_evaluation,
         )
         super().__init__(config)
 
@@ -182,6 +189,14 @@ class _MonitorHooks(MonitorLogic):
         """Explain the probe set, score the maps, log everything."""
         if self.should_run(trainer):
             self.run(trainer, pl_module)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Close the per-method TensorBoard runs at the end of fit/validate."""
+        self.close_runs()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Close the per-method TensorBoard runs when the run stops on an exception."""
+        self.close_runs()
 
     def state_dict(self) -> dict[str, Any]:
         """The probe set (so a resumed run explains the same images), history, failures."""

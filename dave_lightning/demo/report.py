@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from dave_lightning.demo.run import DemoResult
-from dave_lightning.viz import metric_history_figure
+from dave_lightning.viz import REFERENCE, metric_history_figure
 
-__all__ = ["format_table", "save_summary", "verdict"]
+__all__ = ["EpochPrinter", "format_row", "format_table", "save_summary", "table_header", "verdict"]
 
 PREFIX = "explain"
 _METRICS = {
     "grid_pg": ("GridPG", "higher is better"),
     "energy_pg": ("EnergyPG", "higher is better"),
-    "deletion_auc": ("DelAUC", "lower is better (most relevant pixels removed first)"),
+    "deletion_auc": (
+        "DelAUC",
+        "lower is better (most relevant pixels removed first; AUC of score / unperturbed score, "
+        "1 = no drop; 'random' removes pixels in random order)",
+    ),
 }
+_SCORE_LIMITS = (0.0, 1.05)
 
 
 def _rows(result: DemoResult) -> list[dict[str, float]]:
@@ -27,39 +31,92 @@ def _rows(result: DemoResult) -> list[dict[str, float]]:
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
+def _methods(result: DemoResult, metric: str) -> list[str]:
+    """The methods of a metric's columns; deletion adds the random-order reference."""
+    methods = list(result.config.methods)
+    return [*methods, REFERENCE] if metric == "deletion_auc" else methods
+
+
 def _columns(result: DemoResult) -> list[tuple[str, str]]:
     columns = [("train acc", "train_acc"), ("val acc", "val_acc")]
     for metric, (short, _) in _METRICS.items():
-        columns += [(f"{short} {m}", f"{PREFIX}/{m}/{metric}") for m in result.config.methods]
+        for method in _methods(result, metric):
+            name = "random" if method == REFERENCE else method
+            columns.append((f"{short} {name}", f"{PREFIX}/{method}/{metric}"))
     return columns
+
+
+def table_header(result: DemoResult) -> str:
+    """The table's two header lines (column titles and rules)."""
+    columns = _columns(result)
+    return "\n".join(
+        [
+            " | ".join(["epoch", *(title for title, _ in columns)]),
+            " | ".join(["-----", *("-" * len(title) for title, _ in columns)]),
+        ]
+    )
+
+
+def format_row(result: DemoResult, row: dict[str, float]) -> str:
+    """One epoch's line of the table."""
+    cells = [f"{int(row['epoch']):>5}"]
+    for title, key in _columns(result):
+        value = row.get(key)
+        cells.append(("-" if value is None else f"{value:.3f}").rjust(len(title)))
+    return " | ".join(cells)
+
+
+def _legend() -> str:
+    return "(" + "; ".join(f"{short}: {direction}" for short, direction in _METRICS.values()) + ")"
 
 
 def format_table(result: DemoResult) -> str:
     """One row per epoch: accuracy, then GridPG, EnergyPG and deletion AUC per method.
 
+    The deletion AUC is normalised by the unperturbed score (see
+    :class:`~dave_lightning.metrics.PixelDeletion`), with the random-order reference beside it.
+
     Example:
         >>> from dave_lightning.demo.run import DemoConfig, DemoResult
         >>> result = DemoResult(DemoConfig(methods=("dave",)),
         ...                     accuracy=[{"epoch": 0.0, "train_acc": 0.5, "val_acc": 0.25}],
-        ...                     history=[{"epoch": 0.0, "explain/dave/energy_pg": 0.3}])
+        ...                     history=[{"epoch": 0.0, "explain/dave/energy_pg": 0.3,
+        ...                               "explain/random_order/deletion_auc": 0.6}])
         >>> print(format_table(result).splitlines()[2])
-            0 |     0.500 |   0.250 |           - |         0.300 |           -
+            0 |     0.500 |   0.250 |           - |         0.300 |           - |         0.600
     """
-    columns = _columns(result)
-    lines = [" | ".join(["epoch", *(title for title, _ in columns)])]
-    lines.append(" | ".join(["-----", *("-" * len(title) for title, _ in columns)]))
-    for row in _rows(result):
-        cells = [f"{int(row['epoch']):>5}"]
-        for title, key in columns:
-            value = row.get(key)
-            cells.append(("-" if value is None else f"{value:.3f}").rjust(len(title)))
-        lines.append(" | ".join(cells))
-    legend = "; ".join(f"{short}: {direction}" for short, direction in _METRICS.values())
-    return "\n".join(lines) + f"\n({legend})"
+    lines = [table_header(result), *(format_row(result, row) for row in _rows(result))]
+    return "\n".join(lines) + "\n" + _legend()
+
+
+class EpochPrinter:
+    """Prints the table as training goes: the header first, then each epoch's row when done.
+
+    Args:
+        say: Where lines go (e.g. ``print``, or the progress bar's ``print``).
+    """
+
+    def __init__(self) -> None:
+        self._printed: set[int] = set()
+
+    def __call__(self, result: DemoResult, say: Callable[[str], None]) -> None:
+        """Print the rows of epochs not printed yet (the header before the first)."""
+        for row in _rows(result):
+            epoch = int(row["epoch"])
+            if epoch in self._printed:
+                continue
+            if not self._printed:
+                say("Explanation quality, one row per epoch as training goes:\n")
+                say(table_header(result))
+            self._printed.add(epoch)
+            say(format_row(result, row))
 
 
 def save_summary(result: DemoResult, path: Path) -> Path:
-    """``summary.png``: each metric over epochs, one line per method, and the accuracies."""
+    """``summary.png``: each metric over epochs, one line per method, and the accuracies.
+
+    The deletion panel has the random-order reference (dashed grey); every panel spans [0, 1].
+    """
     rows = _rows(result)
     history: dict[str, dict[str, list[tuple[int, float]]]] = {
         "accuracy": {
@@ -75,13 +132,14 @@ def save_summary(result: DemoResult, path: Path) -> Path:
                 for r in rows
                 if f"{PREFIX}/{method}/{metric}" in r
             ]
-            for method in result.config.methods
+            for method in _methods(result, metric)
         }
         titles[metric] = f"{short} ({direction.split(' (')[0]})"
-    figure = metric_history_figure(history, titles)
+    titles["deletion_auc"] = "DelAUC, score / unperturbed (lower is better)"
+    limits = {metric: _SCORE_LIMITS for metric in history}
+    figure = metric_history_figure(history, titles, limits)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,24 @@ class _AccuracyRecorder(Callback):
         self.rows.append(row)
 
 
+EpochReport = Callable[["DemoResult", Callable[[str], None]], None]
+"""Called after every epoch with the results so far and a function that prints a line."""
+
+
+class _EpochReporter(Callback):
+    """Hands the results so far to ``report`` after each epoch (validation included)."""
+
+    def __init__(
+        self, result: DemoResult, recorder: _AccuracyRecorder, monitor: Any, report: EpochReport
+    ) -> None:
+        self.result, self.recorder, self.monitor, self.report = result, recorder, monitor, report
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.result.accuracy, self.result.history = self.recorder.rows, self.monitor.history
+        bar = trainer.progress_bar_callback
+        self.report(self.result, bar.print if bar is not None else print)
+
+
 def build_classifier(config: DemoConfig) -> ImageClassifier:
     """The demo's module, its weights initialised from ``config.seed``.
 
@@ -244,11 +262,12 @@ def fit_classifier(
     return module, train, val
 
 
-def run_demo(config: DemoConfig) -> DemoResult:
+def run_demo(config: DemoConfig, on_epoch: EpochReport | None = None) -> DemoResult:
     """Train, monitor, and collect what the report prints.
 
     Args:
         config: The demo's settings.
+        on_epoch: Called after every epoch with the results so far (e.g. to print its row).
 
     Returns:
         The per-epoch measurements and, with ``spurious``, the shortcut's fingerprints.
@@ -259,7 +278,9 @@ def run_demo(config: DemoConfig) -> DemoResult:
     monitor, recorder = _monitor(config, probe_data), _AccuracyRecorder()
     logger = TensorBoardLogger(str(config.out), name="tensorboard", default_hp_metric=False)
     checkpoint = ModelCheckpoint(dirpath=config.out / "checkpoints", save_last=True)
-    callbacks = [monitor, recorder, checkpoint]
+    callbacks: list[Callback] = [monitor, recorder, checkpoint]
+    if on_epoch is not None:
+        callbacks.append(_EpochReporter(DemoResult(config), recorder, monitor, on_epoch))
     module, train, val = fit_classifier(config, callbacks, logger, module)
     result = DemoResult(
         config,

@@ -10,9 +10,14 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
+from dave_lightning.errors import BadInputError
 from dave_lightning.metrics._common import warn_non_finite
 from dave_lightning.metrics._plot import direction_label, plot_curves
-from dave_lightning.metrics.functional.deletion_auc import deletion_auc, deletion_fractions
+from dave_lightning.metrics.functional.deletion_auc import (
+    deletion_auc,
+    deletion_fractions,
+    normalize_curves,
+)
 from dave_lightning.metrics.functional.pixel_deletion import (
     DeletionOrder,
     DeletionScore,
@@ -39,6 +44,20 @@ class PixelDeletion(Metric):
     ``{"auc", "curve", "fractions"}``: the AUC of the mean curve (which equals the mean per-sample
     AUC), the mean ``(steps + 1,)`` curve and its fraction axis.
 
+    With ``normalize=True`` the mean curve is divided by its first point, the mean unperturbed
+    score of the images, before its AUC is taken: ``compute()`` then returns the curve of
+    ``score(t) / score(0)`` (1 at ``t = 0``), its AUC and ``"unperturbed_score"``. This is the
+    right setting for comparing runs or epochs: without it the AUC of a ranking rises as the model
+    grows confident (the whole curve is higher), so "lower is better" would read as "the
+    explanations got worse" while only the confidence changed. Normalised, the AUC is the share
+    of the unperturbed score left on average over the deletion, a number in [0, 1] for
+    ``order="most_relevant_first"`` that is unchanged when every score is multiplied by one factor
+    (exactly so for logits scaled by a temperature). The normalisation is a ratio of means (mean
+    curve over mean ``score(0)``), so every method scored on the same images shares the
+    denominator and their order is the unnormalised order. :meth:`per_sample_auc` stays
+    unnormalised. The normalised AUC is NaN when the mean unperturbed score is not positive
+    (possible with ``score="logit"``).
+
     Whether a higher AUC is better depends on ``order``, so :attr:`higher_is_better` is set per
     instance: ``False`` for ``"most_relevant_first"`` (a good map makes the score drop fast),
     ``True`` for ``"least_relevant_first"`` (the paper: the curve should stay high), ``None`` for
@@ -59,6 +78,7 @@ class PixelDeletion(Metric):
         seed: Seed of the tie-breaking permutation; each ``update`` call reuses it.
         blur_kernel_size: Odd Gaussian kernel size for ``replacement="blur"``.
         blur_sigma: Gaussian standard deviation for ``replacement="blur"``.
+        normalize: Divide the mean curve by the mean unperturbed score before the AUC.
         kwargs: Forwarded to :class:`torchmetrics.Metric`.
 
     Raises:
@@ -96,6 +116,7 @@ class PixelDeletion(Metric):
         seed: int = 0,
         blur_kernel_size: int = 31,
         blur_sigma: float = 7.0,
+        normalize: bool = False,
         **kwargs: Any,
     ) -> None:
         _check_deletion_options(
@@ -109,7 +130,10 @@ class PixelDeletion(Metric):
             blur_kernel_size,
             blur_sigma,
         )
+        if not isinstance(normalize, bool):
+            raise BadInputError.for_argument("normalize", "True or False", repr(normalize))
         super().__init__(**kwargs)
+        self.normalize = normalize
         self.steps, self.max_fraction, self.order = steps, max_fraction, order
         self.replacement, self.score, self.batch_size = replacement, score, batch_size
         self.seed, self.blur_kernel_size, self.blur_sigma = seed, blur_kernel_size, blur_sigma
@@ -177,10 +201,22 @@ class PixelDeletion(Metric):
         self.auc_scores.append(deletion_auc(kept, self._fractions(kept)).to(self.dtype))
 
     def compute(self) -> dict[str, Tensor]:
-        """``{"auc", "curve", "fractions"}`` of the mean curve (NaN before any sample)."""
+        """``{"auc", "curve", "fractions"}`` of the mean curve (NaN before any sample).
+
+        With ``normalize=True`` the curve is divided by its first point and the result also
+        holds ``"unperturbed_score"``, that point (the mean score of the intact images).
+        """
         curve = self.curve_sum / self.count
         fractions = self._fractions(curve)
-        return {"auc": deletion_auc(curve, fractions), "curve": curve, "fractions": fractions}
+        if not self.normalize:
+            return {"auc": deletion_auc(curve, fractions), "curve": curve, "fractions": fractions}
+        ratio = normalize_curves(curve)
+        return {
+            "auc": deletion_auc(ratio, fractions),
+            "curve": ratio,
+            "fractions": fractions,
+            "unperturbed_score": curve[0],
+        }
 
     def per_sample_auc(self) -> Tensor:
         """Every included sample's AUC, gathered from every process (a collective when distributed).
@@ -225,4 +261,6 @@ class PixelDeletion(Metric):
         title = f"Pixel deletion, {self.order.replace('_', ' ')} ({direction})"
         ylabel = "target softmax probability" if self.score == "softmax" else "target logit"
         bounds = (self.plot_lower_bound, self.plot_upper_bound)
+        if self.normalize:
+            ylabel, bounds = f"{ylabel} / unperturbed", (0.0, None)
         return plot_curves(results, ax, title, ylabel, bounds)

@@ -88,13 +88,25 @@ def trainer(root: Path, callbacks: list[Any], **options: Any) -> pl.Trainer:
     return pl.Trainer(callbacks=callbacks, **settings)
 
 
-def events(root: Path) -> EventAccumulator:
-    """The single TensorBoard run under ``root``, loaded with every image."""
-    runs = sorted(root.rglob("events.out.tfevents.*"))
-    assert runs, f"no event files under {root}"
-    accumulator = EventAccumulator(str(runs[-1].parent), size_guidance={"images": 0, "tensors": 0})
+def _load(folder: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(folder), size_guidance={"images": 0, "tensors": 0})
     accumulator.Reload()
     return accumulator
+
+
+def events(root: Path) -> EventAccumulator:
+    """The Lightning logger's TensorBoard run under ``root`` (its last version), every image."""
+    runs = sorted(root.rglob("events.out.tfevents.*"))
+    lightning = [run for run in runs if run.parent.name.startswith("version_")] or runs
+    assert lightning, f"no event files under {root}"
+    return _load(lightning[-1].parent)
+
+
+def method_events(root: Path) -> dict[str, EventAccumulator]:
+    """The per-method runs beside the Lightning run under ``root``: method name to its events."""
+    runs = sorted(root.rglob("events.out.tfevents.*"))
+    folders = {run.parent for run in runs if run.parent.parent.name.startswith("version_")}
+    return {folder.name: _load(folder) for folder in sorted(folders)}
 
 
 FAST = dict(num_images=10, num_samples=3, log_images=2, deletion_steps=4, max_grids=2)

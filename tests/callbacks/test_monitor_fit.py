@@ -19,6 +19,7 @@ from tests.callbacks.helpers import (
     assert_same,
     events,
     loaders,
+    method_events,
     trainer,
     training_fingerprint,
 )
@@ -42,24 +43,30 @@ def test_scalars_images_and_layout_reach_tensorboard(tmp_path: Path) -> None:
     run, _ = _fit(tmp_path, [monitor])
     logged = events(tmp_path)
     tags = set(logged.Tags()["scalars"])
-    for method in METHODS:
-        for metric in ("grid_pg", "energy_pg", "deletion_auc"):
-            assert f"explain/{method}/{metric}" in tags
-    assert {"explain/time_s", "explain/random_order/deletion_auc"} <= tags
-    steps = [event.step for event in logged.Scalars("explain/dave/grid_pg")]
-    assert steps == [event.step for event in logged.Scalars("val_loss")]  # beside val metrics
+    assert {"explain/time_s", "explain/dave/grid_pg", "explain/random_order/deletion_auc"} <= tags
+    steps = [event.step for event in logged.Scalars("val_loss")]
     assert len(steps) == 2  # once per epoch, not in the sanity check
-    for value in (event.value for event in logged.Scalars("explain/dave/energy_pg")):
-        assert 0.0 <= value <= 1.0
+    runs = method_events(tmp_path)  # one TensorBoard run per method, the same tags in each
+    assert sorted(runs) == sorted([*METHODS, "random_order"])
+    for method in METHODS:
+        method_tags = set(runs[method].Tags()["scalars"])
+        assert {"explain/grid_pg", "explain/energy_pg", "explain/deletion_auc"} <= method_tags
+        assert [event.step for event in runs[method].Scalars("explain/grid_pg")] == steps
+        values = [event.value for event in runs[method].Scalars("explain/energy_pg")]
+        assert values == pytest.approx(
+            [row[f"explain/{method}/energy_pg"] for row in monitor.history]
+        )
+    assert set(runs["random_order"].Tags()["scalars"]) == {"explain/deletion_auc"}
     images = logged.Tags()["images"]
     assert {"explain/overlays", "explain/deletion_curves"} <= set(images)
-    assert [event.step for event in logged.Images("explain/overlays")] == steps
+    assert [event.step for event in logged.Images("explain/overlays")] == [0, 1]  # epochs
     layout = layout_pb2.Layout()
     layout.ParseFromString(logged.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     titles = {chart.title: chart.multiline.tag[0] for c in layout.category for chart in c.chart}
-    assert titles["pixel deletion AUC, most relevant first (lower is better)"] == (
-        "^explain/[^/]+/deletion_auc$"
-    )
+    assert titles[
+        "pixel deletion AUC of score / unperturbed score, most relevant first (lower is better)"
+    ] == ("^explain/deletion_auc$")
+    assert monitor.runs.folders == []  # closed at the end of fit
     assert len(monitor.history) == 2
     saved = sorted(path.name for path in (tmp_path / "png").iterdir())
     assert saved == [
@@ -142,26 +149,55 @@ def test_validate_under_inference_mode_returns_the_scores(tmp_path: Path) -> Non
     assert len(monitor.history) == 1
 
 
-def test_auto_noise_alpha_is_recalibrated_logged_and_drawn(tmp_path: Path) -> None:
+def test_auto_noise_alpha_is_fixed_at_the_first_evaluation_and_drift_is_logged(
+    tmp_path: Path,
+) -> None:
     monitor = AttributionMonitor(
         methods=["dave"], metrics=["energy_pg"], noise_alpha="auto", **FAST
     )
     _, model = _fit(tmp_path, [monitor])
     levels = [round(0.1 * k, 1) for k in range(10)]
-    chosen = [row["explain/dave/noise_alpha"] for row in monitor.history]
-    assert len(chosen) == 2
-    assert all(round(value, 1) in levels for value in chosen)
+    used = [row["explain/dave/noise_alpha"] for row in monitor.history]
+    again = [row["explain/dave/noise_alpha_recalibrated"] for row in monitor.history]
+    assert len(used) == 2
+    assert used == [again[0], again[0]]  # the first calibration's level, kept
+    assert all(round(value, 1) in levels for value in again)
+    assert monitor.state_dict()["fixed_noise_alpha"] == pytest.approx(again[0])
     curve = monitor.calibration_curve()
     assert curve is not None
-    assert curve.noise_alpha == pytest.approx(chosen[-1])
+    assert curve.noise_alpha == pytest.approx(again[-1])  # the curve of the last evaluation
     logged = events(tmp_path)
     assert "explain/dave/noise_alpha" in logged.Tags()["scalars"]
     assert "explain/dave/noise_sensitivity" in logged.Tags()["images"]
+    dave_run = method_events(tmp_path)["dave"]
+    assert {"explain/noise_alpha", "explain/noise_alpha_recalibrated"} <= set(
+        dave_run.Tags()["scalars"]
+    )
     model.eval()
     expected = get_attributor("dave", model, noise_alpha="auto", num_samples=3).calibrate(
         monitor.probe.images, monitor.probe.labels, image_ids=monitor.probe.indices
     )
-    assert expected == pytest.approx(chosen[-1])
+    assert expected == pytest.approx(again[-1])
+
+
+@pytest.mark.parametrize("recalibrate", [False, True])
+def test_a_resumed_run_keeps_its_fixed_noise_level(tmp_path: Path, recalibrate: bool) -> None:
+    monitor = AttributionMonitor(
+        methods=["dave"],
+        metrics=["energy_pg"],
+        noise_alpha="auto",
+        recalibrate_noise_every_evaluation=recalibrate,
+        **(FAST | {"log_images": 0}),
+    )
+    monitor.load_state_dict({"fixed_noise_alpha": 0.55})  # what a checkpoint restores
+    _fit(tmp_path, [monitor])
+    used = [row["explain/dave/noise_alpha"] for row in monitor.history]
+    again = [row["explain/dave/noise_alpha_recalibrated"] for row in monitor.history]
+    if recalibrate:  # the option restores a re-calibration at every evaluation
+        assert used == again
+    else:  # 0.55 is not on the calibration grid: only the restored level gives it
+        assert used == [0.55, 0.55]
+        assert monitor.state_dict()["fixed_noise_alpha"] == 0.55
 
 
 def test_auto_noise_sensitivity_is_logged_as_scalars_without_figures(tmp_path: Path) -> None:
@@ -193,5 +229,22 @@ def test_auto_noise_sensitivity_is_logged_as_scalars_without_figures(tmp_path: P
     layout.ParseFromString(logged.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for c in layout.category for chart in c.chart}
     assert charts["DAVE noise sensitivity: retained target score per noise level t"] == [
-        "^explain/dave/noise_sensitivity/"
+        "^explain/noise_sensitivity/"  # in the run of DAVE
     ]
+
+
+class _FailsInSecondEpoch(TinyClassifier):
+    def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        if self.current_epoch == 1:
+            raise RuntimeError("boom")
+        return super().training_step(batch, batch_idx)
+
+
+def test_method_runs_are_closed_when_fit_raises(tmp_path: Path) -> None:
+    monitor = AttributionMonitor(methods=["gradient"], metrics=["energy_pg"], **FAST)
+    pl.seed_everything(0, verbose=False)
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer(tmp_path, [monitor]).fit(_FailsInSecondEpoch(), *loaders())
+    assert len(monitor.history) == 1
+    assert monitor.runs.folders == []  # every writer closed
+    assert sorted(method_events(tmp_path)) == ["gradient"]

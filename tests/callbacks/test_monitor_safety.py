@@ -92,7 +92,8 @@ def test_bf16_true_weights_are_attributed_through_a_float32_copy(
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # put back
     held = run.optimizers[0].param_groups[0]["params"]
     assert all(p is q for p, q in zip(held, model.parameters(), strict=True))
-    assert 0 <= monitor.history[-1]["explain/spy/deletion_auc"] <= 1
+    # normalised by the unperturbed score: >= 0, above 1 where removal raises the score
+    assert 0 <= monitor.history[-1]["explain/spy/deletion_auc"] < 10
 
 
 def test_float32_network_restores_the_originals_even_when_the_block_raises() -> None:

@@ -175,3 +175,58 @@ def test_explain_writes_one_file_per_image_when_names_clash(tmp_path: Path) -> N
     written = explain_images(options)
     assert [path.name for path in written] == ["x_png_gradient.png", "x_jpg_gradient.png"]
     assert all(path.stat().st_size > 0 for path in written)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_explain_shows_one_progress_step_per_image(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], progress: bool
+) -> None:
+    images = [_picture(tmp_path / f"{k}.png", 32, 32, k) for k in range(3)]
+    options = ExplainOptions(
+        images=images,
+        out=tmp_path / "out",
+        model="vit_tiny_patch16_224",
+        method="dave",
+        num_samples=2,
+        num_classes=3,
+        model_kwargs=TINY,
+        progress=progress,
+    )
+    written = explain_images(options)
+    assert len(written) == 3
+    err = capfd.readouterr().err
+    assert ("explain (dave)" in err and "3/3" in err) is progress
+
+
+def test_explain_maps_do_not_depend_on_the_per_image_loop(tmp_path: Path) -> None:
+    """Attributing one image at a time (for the bar) keeps each image's own random stream."""
+    from dave_lightning.explain import _attribute
+
+    torch.manual_seed(0)
+    model = create_model("vit_tiny_patch16_224", num_classes=3, **TINY).eval()
+    images, targets = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])
+    options = ExplainOptions(images=[], out=tmp_path, num_samples=2, progress=False)
+    from dave_lightning.registry import get_attributor
+
+    batch = get_attributor("dave", model, num_samples=2).attribute(images, targets)
+    torch.testing.assert_close(_attribute(options, model, images, targets), batch)
+
+
+def test_explain_signed_draws_both_signs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dave_lightning.viz as viz
+
+    seen: list[bool] = []
+    original = viz.attribution_figure
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("signed", False))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(viz, "attribution_figure", spy)
+    image = _picture(tmp_path / "x.png", 32, 32)
+    arguments = [str(image), "--model", "vit_tiny_patch16_224", "--method", "gradient"]
+    arguments += ["--num-classes", "3", "--no-progress", "--out", str(tmp_path / "out")]
+    tiny = [f"--model-arg={key}={value}" for key, value in TINY.items()]
+    assert main(["explain", *arguments, *tiny, "--signed"]) == 0
+    assert main(["explain", *arguments, *tiny]) == 0
+    assert seen == [True, False]

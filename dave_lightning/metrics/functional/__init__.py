@@ -4,7 +4,11 @@ Each function checks its inputs and returns per-sample results; the classes in
 :mod:`dave_lightning.metrics` accumulate them across batches and processes.
 """
 
-from dave_lightning.metrics.functional.deletion_auc import deletion_auc, deletion_fractions
+from dave_lightning.metrics.functional.deletion_auc import (
+    deletion_auc,
+    deletion_fractions,
+    normalize_curves,
+)
 from dave_lightning.metrics.functional.energy_pointing_game import (
     Boxes,
     boxes_to_mask,
@@ -32,6 +36,7 @@ __all__ = [
     "deletion_fractions",
     "energy_pointing_game",
     "grid_pointing_game",
+    "normalize_curves",
     "patch_artifact_chance_level",
     "patch_artifact_score",
     "pixel_deletion",

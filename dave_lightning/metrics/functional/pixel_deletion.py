@@ -6,6 +6,12 @@ curve is the target's score against the nominal removed fraction ``k / steps · 
 its AUC (:func:`deletion_auc`) is the trapezoid area divided by ``max_fraction``, so it lies on
 the score's scale (a constant curve ``c`` has AUC ``c``).
 
+The AUC is on the scale of the score, so it follows the model's confidence: the same ranking
+gets a higher AUC from a more confident model. To compare epochs or models, normalise by the
+unperturbed score, ``deletion_auc(curves, fractions, normalize=True)`` (each curve divided by its
+first point: the AUC of ``score(t) / score(0)``), or ``PixelDeletion(normalize=True)``, which
+divides the mean curve by the mean unperturbed score; the monitor reports the latter.
+
 Reading the result depends on ``order``:
 
 * ``"most_relevant_first"`` (the RISE "deletion" convention, the default here): a good map makes
