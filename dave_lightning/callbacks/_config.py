@@ -83,7 +83,8 @@ class MonitorConfig:
     aggregation: str = "robust"
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     max_batch_size: int = 64
-    every_n_epochs: int = 1
+    every_n_epochs: int | None = None
+    every_n_validations: int | None = None
     log_images: int = 8
     target: str = "label"
     grid_size: int = 2
@@ -118,7 +119,6 @@ class MonitorConfig:
             ("num_images", 1),
             ("num_samples", 1),
             ("max_batch_size", 1),
-            ("every_n_epochs", 1),
             ("log_images", 0),
             ("grid_size", 2),
             ("max_grids", 1),
@@ -126,6 +126,7 @@ class MonitorConfig:
             ("dataloader_idx", 0),
         ):
             _check_int(name, getattr(self, name), minimum)
+        self._check_schedule()
         self._check_dave_options()
         self._check_dave_is_chosen()
         _check_deletion_options(
@@ -157,6 +158,17 @@ class MonitorConfig:
         if (self.display_mean is None) != (self.display_std is None):
             raise _fail(
                 "display_mean/display_std", "both or neither", (self.display_mean, self.display_std)
+            )
+
+    def _check_schedule(self) -> None:
+        for name in ("every_n_epochs", "every_n_validations"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        if self.every_n_epochs is not None and self.every_n_validations is not None:
+            raise _fail(
+                "every_n_epochs/every_n_validations",
+                "at most one of them (None for the other)",
+                (self.every_n_epochs, self.every_n_validations),
             )
 
     def _check_dave_options(self) -> None:

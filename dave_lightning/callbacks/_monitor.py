@@ -32,7 +32,12 @@ from dave_lightning.callbacks._precision import float32_network
 from dave_lightning.callbacks._probe import Probe, select_probe
 from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
 from dave_lightning.callbacks._safety import preserved_training_state
-from dave_lightning.callbacks._validation import validation_loader
+from dave_lightning.callbacks._schedule import Schedule, schedule_warnings
+from dave_lightning.callbacks._validation import (
+    load_fit_validation_data,
+    validation_batches,
+    validation_loader,
+)
 from dave_lightning.dave import DAVE
 from dave_lightning.errors import ConfigurationError
 
@@ -64,11 +69,14 @@ class MonitorLogic:
         self._grids_built = False
         self._warned: set[str] = set()
         self._layout_written = False
-        self._last_epoch_run: int | None = None
+        self.schedule = Schedule(config.every_n_epochs, config.every_n_validations)
 
     @property
     def num_failures(self) -> int:
-        """How many evaluations (or their figure or logging steps) have failed so far."""
+        """How many steps have failed so far.
+
+        Whole evaluations, single (method, metric) results, the probe choice, figures, logging.
+        """
         return self.guard.count
 
     @num_failures.setter
@@ -130,14 +138,45 @@ class MonitorLogic:
 
     # --- when ----------------------------------------------------------------------------------
 
+    def check_fit_start(self, trainer: Any) -> None:
+        """At the start of ``fit``: the validation loader exists, the schedule can run.
+
+        The validation data is loaded here only when Lightning's sanity check would load it next
+        (so it is loaded as that check would, RNG streams restored); otherwise these checks wait
+        for the first validation.
+
+        Raises:
+            ConfigurationError: When there is no validation loader at ``dataloader_idx``.
+        """
+        num_batches = None
+        if load_fit_validation_data(trainer, needs_training_data=self._schedule_is_thinned()):
+            validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
+            num_batches = validation_batches(trainer, self.config.dataloader_idx)
+        for reason in schedule_warnings(trainer, self.schedule, num_batches):
+            warnings.warn(
+                f"AttributionMonitor will never explain anything in this fit: {reason}.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def _schedule_is_thinned(self) -> bool:
+        return (
+            self.schedule.every_n_epochs is not None
+            or self.schedule.every_n_validations is not None
+        )
+
     def should_run(self, trainer: Any) -> bool:
-        """Not in the sanity check, every ``every_n_epochs`` epochs, once per epoch."""
-        if trainer.sanity_checking or self.probe is None or self._evaluation is None:
+        """Whether to explain this validation.
+
+        In ``fit`` every validation run the schedule picks (never the sanity check); always in
+        ``validate``.
+        """
+        if trainer.sanity_checking:
             return False
+        ready = self.probe is not None and self._evaluation is not None
         if getattr(trainer.state.fn, "value", trainer.state.fn) != "fit":
-            return True
-        epoch = trainer.current_epoch
-        return (epoch + 1) % self.config.every_n_epochs == 0 and epoch != self._last_epoch_run
+            return ready
+        return self.schedule.due(trainer) and ready
 
     # --- one evaluation ------------------------------------------------------------------------
 
@@ -148,7 +187,6 @@ class MonitorLogic:
         warned about (``on_error="warn"``), or raised as :class:`MonitorError`.
         """
         network = self._require_network()
-        self._last_epoch_run = trainer.current_epoch
         start = time.perf_counter()
         with preserved_training_state(pl_module), torch.inference_mode(False), torch.no_grad():
             outcome = self._evaluate(trainer, network)
@@ -359,6 +397,7 @@ class MonitorLogic:
             "probe": None if self.probe is None else self.probe.state(),
             "history": list(self.history),
             "num_failures": self.num_failures,
+            "schedule": self.schedule.state(),
         }
 
     def load_monitor_state(self, state: Mapping[str, Any]) -> None:
@@ -367,4 +406,5 @@ class MonitorLogic:
         self.probe = None if probe is None else Probe.from_state(probe)
         self.history = list(state.get("history", []))
         self.num_failures = int(state.get("num_failures", 0))
+        self.schedule.load(state.get("schedule", {}))
         self._grids_built = False

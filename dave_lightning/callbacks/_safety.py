@@ -13,7 +13,7 @@ from torch import nn
 
 from dave_lightning._common import restored_modes
 
-__all__ = ["preserved_training_state"]
+__all__ = ["preserved_rng", "preserved_training_state"]
 
 
 def _rng_states() -> dict[str, Any]:
@@ -33,6 +33,16 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states:
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Restore Python's, NumPy's, torch's and every initialised CUDA generator on exit."""
+    rng = _rng_states()
+    try:
+        yield
+    finally:
+        _restore_rng_states(rng)
 
 
 @contextlib.contextmanager

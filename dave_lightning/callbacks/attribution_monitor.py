@@ -42,7 +42,13 @@ class _MonitorHooks(MonitorLogic):
         aggregation: DAVE's ``"robust"`` or ``"mean"`` aggregation.
         method_options: Extra options per method, e.g. ``{"smoothgrad": {"nt_samples": 20}}``.
         max_batch_size: Largest number of inputs per attribution pass.
-        every_n_epochs: Run at the end of every n-th epoch's validation (once per epoch).
+        every_n_epochs: Explain once per n epochs: the first validation run at or after the end
+            of epoch n, 2n, ... ``None`` (with ``every_n_validations=None``): every validation
+            run of ``fit`` is explained, mid-epoch and step-based ones included (never the
+            sanity check). Excludes ``every_n_validations``.
+        every_n_validations: Explain the k-th, 2k-th, ... validation run of ``fit``. Excludes
+            ``every_n_epochs``. A schedule that cannot run in a ``fit`` (more epochs or
+            validations than it has, an empty validation loader) is a warning at its start.
         log_images: How many probe images get overlays each epoch (0 turns figures off).
         target: Explain the ``"label"`` or the model's prediction (``"pred"``).
         grid_size: GridPG grid side (2 gives 2×2 grids of four distinct classes).
@@ -92,7 +98,8 @@ class _MonitorHooks(MonitorLogic):
         aggregation: str = "robust",
         method_options: Mapping[str, Mapping[str, Any]] | None = None,
         max_batch_size: int = 64,
-        every_n_epochs: int = 1,
+        every_n_epochs: int | None = None,
+        every_n_validations: int | None = None,
         log_images: int = 8,
         target: str = "label",
         grid_size: int = 2,
@@ -130,6 +137,7 @@ class _MonitorHooks(MonitorLogic):
             method_options=dict(method_options or {}),
             max_batch_size=max_batch_size,
             every_n_epochs=every_n_epochs,
+            every_n_validations=every_n_validations,
             log_images=log_images,
             target=target,
             grid_size=grid_size,
@@ -170,6 +178,10 @@ class _MonitorHooks(MonitorLogic):
             check_validation_runs(trainer, pl_module)
         if stage in ("fit", "validate"):
             self.setup_monitor(pl_module)
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Check the validation loader and warn about a schedule that can never run."""
+        self.check_fit_start(trainer)
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe set on the first validation (the sanity check when there is one)."""
