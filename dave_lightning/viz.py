@@ -37,13 +37,14 @@ __all__ = [
 ]
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
-    """Import pyplot on the headless Agg backend unless a backend is already in use."""
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _new_figure(**options: Any) -> Figure:
+    """A figure outside pyplot: the user's backend and pyplot's figure list stay untouched.
 
-    return plt
+    It renders with Agg when saved or logged, and needs no ``pyplot.close``.
+    """
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
 
 
 def to_display(
@@ -129,9 +130,8 @@ def attribution_figure(
         cell_inches: Size of one panel.
 
     Returns:
-        A matplotlib figure (close it with ``matplotlib.pyplot.close`` when done).
+        A matplotlib figure (outside pyplot: no need to close it).
     """
-    plt = _pyplot()
     images = images.detach().float().cpu()
     overlays = [overlay(images, value) for value in maps.values()]
     rows = [[images[b], *(blended[b] for blended in overlays)] for b in range(images.shape[0])]
@@ -139,7 +139,7 @@ def attribution_figure(
     pad = max(2, width // 16)
     mosaic = _mosaic(rows, pad)
     count_rows, count_cols = len(rows), len(rows[0])
-    figure = plt.figure(figsize=(cell_inches * count_cols, cell_inches * count_rows + 0.3))
+    figure = _new_figure(figsize=(cell_inches * count_cols, cell_inches * count_rows + 0.3))
     axis = figure.add_axes((0.0, 0.0, 1.0, 1.0 - 0.3 / figure.get_figheight()))
     axis.imshow(mosaic.permute(1, 2, 0).numpy(), interpolation="nearest")
     axis.set_axis_off()
@@ -172,8 +172,8 @@ def _single_panel() -> tuple[Figure, Any]:
     Fixed margins instead of ``tight_layout``: the per-epoch figures always carry the same
     labels, and the layout pass cost about 0.1 s per figure, each evaluation.
     """
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    figure = _new_figure(figsize=(5, 3.5))
+    axis = figure.subplots()
     figure.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.91)
     return figure, axis
 
@@ -247,9 +247,9 @@ def metric_history_figure(
     Returns:
         A matplotlib figure.
     """
-    plt = _pyplot()
     count = max(1, len(history))
-    figure, axes = plt.subplots(1, count, figsize=(4.2 * count, 3.2), squeeze=False)
+    figure = _new_figure(figsize=(4.2 * count, 3.2))
+    axes = figure.subplots(1, count, squeeze=False)
     for axis, (metric, lines) in zip(axes[0], history.items(), strict=False):
         for method, points in lines.items():
             epochs = [epoch for epoch, _ in points]

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from dave_lightning.callbacks._checks import check_figure_dir
 from dave_lightning.dave import check_noise_alpha
 from dave_lightning.errors import ConfigurationError
 from dave_lightning.metrics.functional.pixel_deletion import _check_deletion_options
@@ -159,6 +160,13 @@ class MonitorConfig:
             raise _fail(
                 "display_mean/display_std", "both or neither", (self.display_mean, self.display_std)
             )
+        if self.display_mean is not None and len(self.display_mean) != len(self.display_std or ()):
+            raise _fail(
+                "display_mean/display_std",
+                "as many means as standard deviations (one per channel)",
+                (self.display_mean, self.display_std),
+            )
+        check_figure_dir(self.figure_dir)
 
     def _check_schedule(self) -> None:
         for name in ("every_n_epochs", "every_n_validations"):

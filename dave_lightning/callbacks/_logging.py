@@ -159,17 +159,18 @@ def summary_writers(loggers: Iterable[Any]) -> list[Any]:
 
 
 def figure_to_array(figure: Any) -> np.ndarray:
-    """Render a matplotlib figure to an ``(H, W, 3)`` uint8 array."""
-    figure.canvas.draw()
-    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    """Render a matplotlib figure to an ``(H, W, 3)`` uint8 array (with Agg, not pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def log_figure(
     loggers: Iterable[Any], tag: str, figure: Any, step: int, save_as: Path | None = None
 ) -> None:
-    """Send a figure to every logger that takes images (and to ``save_as``), then close it."""
-    import matplotlib.pyplot as plt
-
+    """Send a figure to every logger that takes images (and to ``save_as``), then free it."""
     try:
         if save_as is not None:
             save_as.parent.mkdir(parents=True, exist_ok=True)
@@ -183,4 +184,4 @@ def log_figure(
                 image = figure_to_array(figure) if image is None else image
                 logger.log_image(key=tag, images=[image], step=step)
     finally:
-        plt.close(figure)
+        figure.clear()  # a figure outside pyplot: nothing to close

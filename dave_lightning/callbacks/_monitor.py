@@ -11,8 +11,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dave_lightning.callbacks._checks import check_against_images, check_against_model
 from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._evaluation import (
+    ATTRIBUTION,
     Evaluation,
     GridSet,
     MethodScores,
@@ -39,7 +41,7 @@ from dave_lightning.callbacks._validation import (
     validation_loader,
 )
 from dave_lightning.dave import DAVE
-from dave_lightning.errors import ConfigurationError
+from dave_lightning.errors import BadInputError, ConfigurationError
 
 __all__ = ["MonitorError", "MonitorLogic"]
 
@@ -70,6 +72,8 @@ class MonitorLogic:
         self._warned: set[str] = set()
         self._layout_written = False
         self.schedule = Schedule(config.every_n_epochs, config.every_n_validations)
+        self._patch_size: tuple[int, int] | None = None
+        self._validation_checked = False
 
     @property
     def num_failures(self) -> int:
@@ -112,23 +116,49 @@ class MonitorLogic:
         patch_size = None
         if "patch_artifact" in self.config.metrics:
             patch_size = network_patch_size(network, self.config.patch_size)
+        check_against_model(network, self.config.display_mean, self.config.display_std, patch_size)
         attributors = build_attributors(self.config, network)
         self._evaluation = Evaluation(self.config, attributors, patch_size)
+        self._patch_size = patch_size
 
     def ensure_probe(self, trainer: Any) -> None:
         """Choose the probe set once (it is then kept in the callback's state).
 
+        Options that contradict the data (``display_mean``/``display_std`` length, a
+        ``patch_size`` that does not divide the images) and batches the monitor cannot read are
+        errors; any other failure follows ``on_error`` (with ``"warn"``: counted, warned about
+        once, retried at the next validation).
+
         Raises:
-            ConfigurationError: When there is no validation loader at ``dataloader_idx``.
+            ConfigurationError: When there is no validation loader at ``dataloader_idx``, or the
+                options contradict the probe images.
+            BadInputError: When a validation batch has a layout the monitor cannot read.
+            MonitorError: When choosing failed otherwise and ``on_error="raise"``.
         """
         if self.probe is not None:
             validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
             return
         loader = validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
-        with preserved_training_state(self._require_network()):
-            self.probe = select_probe(
-                loader, self.config.num_images, self.config.seed, self.config.batch_transform
+        network = self._require_network()
+        try:
+            with preserved_training_state(network):
+                probe = select_probe(
+                    loader, self.config.num_images, self.config.seed, self.config.batch_transform
+                )
+            mean, std = self.display_stats(network)
+            check_against_images(probe.images.shape, mean, std, self._patch_size)
+        except (ConfigurationError, BadInputError):
+            raise  # options or a batch layout that contradict the data: fix before training
+        except Exception as error:
+            if self.config.on_error == "raise":
+                raise MonitorError(
+                    f"AttributionMonitor: choosing the probe failed: {error}"
+                ) from error
+            self.guard.report_result(
+                trainer, "choosing the probe", error, "nothing is explained until it succeeds"
             )
+            return
+        self.probe = probe
         self._grids_built = False
 
     def _require_network(self) -> nn.Module:
@@ -149,15 +179,33 @@ class MonitorLogic:
             ConfigurationError: When there is no validation loader at ``dataloader_idx``.
         """
         num_batches = None
+        self._validation_checked = False
         if load_fit_validation_data(trainer, needs_training_data=self._schedule_is_thinned()):
             validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
             num_batches = validation_batches(trainer, self.config.dataloader_idx)
+            self._validation_checked = True
         for reason in schedule_warnings(trainer, self.schedule, num_batches):
-            warnings.warn(
-                f"AttributionMonitor will never explain anything in this fit: {reason}.",
-                UserWarning,
-                stacklevel=2,
-            )
+            self._warn_never_runs(reason)
+
+    def check_validation_loaded(self, trainer: Any) -> None:
+        """After the first training epoch (no sanity check): warn when validation is empty.
+
+        Lightning runs no validation hook for a loader without batches, so this is the first
+        point where an empty validation set can be seen without loading it early.
+        """
+        if self._validation_checked or trainer.val_dataloaders is None:
+            return
+        self._validation_checked = True
+        if validation_batches(trainer, self.config.dataloader_idx) == 0:
+            self._warn_never_runs(schedule_warnings(trainer, Schedule(), 0)[0])
+
+    @staticmethod
+    def _warn_never_runs(reason: str) -> None:
+        warnings.warn(
+            f"AttributionMonitor will never explain anything in this fit: {reason}.",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def _schedule_is_thinned(self) -> bool:
         return (
@@ -203,13 +251,25 @@ class MonitorLogic:
         evaluation.seconds = {}
         try:
             kept = self.guard.agreed(trainer, lambda: self._local_pass(trainer, network))
+            evaluation.agree_on_failures(self._reduce(trainer))
             results, reference = self.guard.agreed(trainer, self._compute)
+            for (method, name), error in evaluation.failures.items():
+                self.guard.report_result(trainer, f"{method}/{name}", error)
             maps = self.guard.agreed(trainer, lambda: self._gather_figure_maps(trainer, kept))
+            maps = {m: v for m, v in maps.items() if not evaluation.failed(m, ATTRIBUTION)}
         except AbandonedError:
             return None
         finally:
             evaluation.reset()
         return results, reference, maps
+
+    @staticmethod
+    def _reduce(trainer: Any) -> Any:
+        """Sums a tensor over processes (``None`` with one process)."""
+        if trainer.world_size == 1:
+            return None
+        strategy = trainer.strategy
+        return lambda flags: strategy.reduce(flags.to(strategy.root_device), reduce_op="sum")
 
     def _publish(
         self, trainer: Any, pl_module: Any, network: nn.Module, outcome: Any, seconds: float

@@ -145,9 +145,15 @@ def parse_batch(batch: Any) -> tuple[Tensor, Tensor, list[Tensor] | None, Tensor
         raise BadInputError.for_argument(
             "batch labels", f"{batch_size} integer class labels", f"shape {tuple(labels.shape)}"
         )
-    if masks is not None and (not isinstance(masks, Tensor) or masks.shape[0] != batch_size):
+    if isinstance(masks, Tensor) and masks.dim() == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]  # (B, 1, H, W): one channel
+    expected = (batch_size, *images.shape[2:])
+    if masks is not None and (not isinstance(masks, Tensor) or tuple(masks.shape) != expected):
+        received = (
+            f"shape {tuple(masks.shape)}" if isinstance(masks, Tensor) else type(masks).__name__
+        )
         raise BadInputError.for_argument(
-            "mask", f"a ({batch_size}, H, W) bool tensor", type(masks).__name__
+            "mask", f"a {expected} bool tensor (one mask per image, at the image size)", received
         )
     return (
         images.detach().cpu().clone(),

@@ -183,6 +183,10 @@ class _MonitorHooks(MonitorLogic):
         """Check the validation loader and warn about a schedule that can never run."""
         self.check_fit_start(trainer)
 
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Without a sanity check: warn after the first epoch when validation was empty."""
+        self.check_validation_loaded(trainer)
+
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe set on the first validation (the sanity check when there is one)."""
         self.ensure_probe(trainer)
@@ -191,6 +195,8 @@ class _MonitorHooks(MonitorLogic):
         """Explain the probe set, score the maps, log everything."""
         if self.should_run(trainer):
             self.run(trainer, pl_module)
+        elif not trainer.sanity_checking:
+            self.guard.log_count(pl_module)  # e.g. the probe could not be chosen
 
     def state_dict(self) -> dict[str, Any]:
         """The probe set (so a resumed run explains the same images), history, failures."""

@@ -1,4 +1,4 @@
-"""Which validation runs the monitor explains, and schedules that can never run (issue 15, item 3)."""
+"""Which validation runs the monitor explains; schedules that can never run (issue 15, item 3)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,11 @@ def test_both_schedules_at_once_is_a_configuration_error() -> None:
 @pytest.mark.parametrize(
     ("schedule", "options", "pattern"),
     [
-        ({"every_n_epochs": 3}, {"max_epochs": 2}, r"`every_n_epochs`=3 but this fit trains at most 2"),
+        (
+            {"every_n_epochs": 3},
+            {"max_epochs": 2},
+            r"`every_n_epochs`=3 but this fit trains at most 2",
+        ),
         (
             {"every_n_validations": 5},
             {"max_epochs": 2},
@@ -97,17 +101,23 @@ def test_a_schedule_that_never_runs_is_a_warning_at_the_start(
     tmp_path: Path, schedule: dict, options: dict, pattern: str
 ) -> None:
     monitor = AttributionMonitor(methods=["gradient"], **schedule, **TINY)
+    run = trainer(tmp_path, [monitor], limit_train_batches=1, num_sanity_val_steps=0, **options)
     with pytest.warns(UserWarning, match=pattern):
-        run = trainer(tmp_path, [monitor], limit_train_batches=1, num_sanity_val_steps=0, **options)
         run.fit(TinyClassifier(), *loaders(train_size=8, val_size=8))
     assert monitor.history == []
 
 
 @pytest.mark.slow
-def test_an_empty_validation_set_is_a_warning_before_training(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sanity_steps", [1, 0])
+def test_an_empty_validation_set_is_a_warning(tmp_path: Path, sanity_steps: int) -> None:
+    """Before training with a sanity check; after the first epoch without one."""
     monitor = AttributionMonitor(methods=["gradient"], **TINY)
+    model = TinyClassifier()
     train, _ = loaders(train_size=8)
     empty = loaders(val_size=0)[1]
-    run = trainer(tmp_path, [monitor], max_epochs=1, limit_train_batches=1)
-    with pytest.warns(UserWarning, match="yields no batches"):
-        run.fit(TinyClassifier(), train, empty)
+    run = trainer(
+        tmp_path, [monitor], max_epochs=1, limit_train_batches=1, num_sanity_val_steps=sanity_steps
+    )
+    with pytest.warns(UserWarning, match="yields no batches") as caught:
+        run.fit(model, train, empty)
+    assert len([w for w in caught if "yields no batches" in str(w.message)]) == 1
