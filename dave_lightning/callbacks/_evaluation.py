@@ -24,7 +24,7 @@ from dave_lightning.metrics import (
 )
 from dave_lightning.registry import get_attributor
 
-__all__ = ["Evaluation", "GridSet", "MethodScores", "build_attributors"]
+__all__ = ["Evaluation", "GridSet", "MethodScores", "build_attributor", "build_attributors"]
 
 RANDOM_ORDER = "random_order"
 """Name of the deletion reference line (pixels removed in random order)."""
@@ -67,15 +67,17 @@ class MethodScores:
     num_nan: int = 0
 
 
-def build_attributors(config: MonitorConfig, network: nn.Module) -> dict[str, Attributor]:
-    """One attributor per configured method (raises on unsupported models or bad options)."""
+def build_attributor(config: MonitorConfig, network: nn.Module, method: str) -> Attributor:
+    """The attributor of one configured method (raises on unsupported models or bad options)."""
     dtype = (
         None if config.autocast_dtype_name is None else getattr(torch, config.autocast_dtype_name)
     )
-    return {
-        method: get_attributor(method, network, autocast_dtype=dtype, **config.options_for(method))
-        for method in config.methods
-    }
+    return get_attributor(method, network, autocast_dtype=dtype, **config.options_for(method))
+
+
+def build_attributors(config: MonitorConfig, network: nn.Module) -> dict[str, Attributor]:
+    """One attributor per configured method (raises on unsupported models or bad options)."""
+    return {method: build_attributor(config, network, method) for method in config.methods}
 
 
 def network_patch_size(network: nn.Module, override: int | None) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from dave_lightning.callbacks._evaluation import (
     Evaluation,
     GridSet,
     MethodScores,
-    build_attributors,
+    build_attributor,
     network_patch_size,
 )
 from dave_lightning.callbacks._grids import build_grid_set
@@ -30,6 +30,7 @@ from dave_lightning.callbacks._logging import (
     sensitivity_scalars,
     summary_writers,
 )
+from dave_lightning.callbacks._model_checks import check_network_output, short_unsupported_error
 from dave_lightning.callbacks._precision import float32_network
 from dave_lightning.callbacks._probe import Probe, select_probe
 from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
@@ -41,7 +42,7 @@ from dave_lightning.callbacks._validation import (
     validation_loader,
 )
 from dave_lightning.dave import DAVE
-from dave_lightning.errors import BadInputError, ConfigurationError
+from dave_lightning.errors import BadInputError, ConfigurationError, UnsupportedModelError
 
 __all__ = ["MonitorError", "MonitorLogic"]
 
@@ -117,7 +118,14 @@ class MonitorLogic:
         if "patch_artifact" in self.config.metrics:
             patch_size = network_patch_size(network, self.config.patch_size)
         check_against_model(network, self.config.display_mean, self.config.display_std, patch_size)
-        attributors = build_attributors(self.config, network)
+        attributors = {}
+        for method in self.config.methods:
+            try:
+                attributors[method] = build_attributor(self.config, network, method)
+            except UnsupportedModelError as error:
+                if attribute is not None:
+                    raise
+                raise short_unsupported_error(pl_module, method, error) from None
         self._evaluation = Evaluation(self.config, attributors, patch_size)
         self._patch_size = patch_size
 
@@ -147,6 +155,8 @@ class MonitorLogic:
                 )
             mean, std = self.display_stats(network)
             check_against_images(probe.images.shape, mean, std, self._patch_size)
+            labels = probe.labels if self.config.target == "label" else None
+            check_network_output(network, probe.images, labels, self.config.autocast is None)
         except (ConfigurationError, BadInputError):
             raise  # options or a batch layout that contradict the data: fix before training
         except Exception as error:
