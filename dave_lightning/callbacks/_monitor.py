@@ -57,6 +57,16 @@ def _display_stats(network: nn.Module, config: MonitorConfig) -> tuple[Any, Any]
     return None, None
 
 
+def _same_probe(kept: Probe, fresh: Probe) -> bool:
+    """Whether two probes hold the same images (so the validation data is the same)."""
+    return (
+        torch.equal(kept.indices, fresh.indices)
+        and torch.equal(kept.labels, fresh.labels)
+        and kept.images.shape == fresh.images.shape
+        and torch.equal(kept.images, fresh.images.to(kept.images.dtype))
+    )
+
+
 class MonitorLogic:
     """Everything the Lightning callback does, independent of the Lightning namespace."""
 
@@ -75,6 +85,7 @@ class MonitorLogic:
         self.schedule = Schedule(config.every_n_epochs, config.every_n_validations)
         self._patch_size: tuple[int, int] | None = None
         self._validation_checked = False
+        self._recheck_data = False
 
     @property
     def num_failures(self) -> int:
@@ -114,6 +125,7 @@ class MonitorLogic:
                 "(grids are grid_size times larger than its input), received one without it."
             )
         self._network = network
+        self._recheck_data = True  # a new fit or validate: the validation data may differ
         patch_size = None
         if "patch_artifact" in self.config.metrics:
             patch_size = network_patch_size(network, self.config.patch_size)
@@ -132,6 +144,11 @@ class MonitorLogic:
     def ensure_probe(self, trainer: Any) -> None:
         """Choose the probe set once (it is then kept in the callback's state).
 
+        At the first validation of each ``fit`` or ``validate`` the probe is chosen afresh from
+        the validation loader and compared with the kept one (same indices, labels and images):
+        a resumed run keeps its probe; a monitor reused on other validation data chooses a new
+        one and warns that earlier history rows explain other images.
+
         Options that contradict the data (``display_mean``/``display_std`` length, a
         ``patch_size`` that does not divide the images) and batches the monitor cannot read are
         errors; any other failure follows ``on_error`` (with ``"warn"``: counted, warned about
@@ -143,10 +160,26 @@ class MonitorLogic:
             BadInputError: When a validation batch has a layout the monitor cannot read.
             MonitorError: When choosing failed otherwise and ``on_error="raise"``.
         """
-        if self.probe is not None:
-            validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
-            return
         loader = validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
+        if self.probe is not None and not self._recheck_data:
+            return
+        probe = self._choose_probe(trainer, loader)
+        if probe is None:
+            return
+        self._recheck_data = False
+        if self.probe is not None and _same_probe(self.probe, probe):
+            return
+        if self.probe is not None:
+            self._warn_once(
+                f"new-probe-{len(self.history)}",
+                "AttributionMonitor: the validation data changed since the probe was chosen "
+                f"(e.g. a second fit on other data), so a new probe is chosen; the "
+                f"{len(self.history)} earlier history rows explain other images.",
+            )
+        self.probe = probe
+        self._grids_built = False
+
+    def _choose_probe(self, trainer: Any, loader: Any) -> Probe | None:
         network = self._require_network()
         try:
             with preserved_training_state(network):
@@ -167,9 +200,8 @@ class MonitorLogic:
             self.guard.report_result(
                 trainer, "choosing the probe", error, "nothing is explained until it succeeds"
             )
-            return
-        self.probe = probe
-        self._grids_built = False
+            return None
+        return probe
 
     def _require_network(self) -> nn.Module:
         if self._network is None or self._evaluation is None:
@@ -216,6 +248,10 @@ class MonitorLogic:
             UserWarning,
             stacklevel=3,
         )
+
+    def restart_schedule(self) -> None:
+        """A new ``fit`` counts its validations and epochs from the start."""
+        self.schedule = Schedule(self.config.every_n_epochs, self.config.every_n_validations)
 
     def _schedule_is_thinned(self) -> bool:
         return (
@@ -418,7 +454,12 @@ class MonitorLogic:
         # validation metrics (the figures use that step too), checkpoint/early-stopping monitors
         # see them, and `trainer.validate` returns them. The failure count is logged by `run`.
         pl_module.log_dict(scalars, on_step=False, on_epoch=True, batch_size=1)
-        row = {"epoch": float(trainer.current_epoch), "step": float(logging_step(trainer))}
+        fitting = getattr(trainer.state.fn, "value", trainer.state.fn) == "fit"
+        row = {
+            "epoch": float(trainer.current_epoch),
+            "step": float(logging_step(trainer)),
+            "fit": float(fitting),  # 0.0: a `trainer.validate` run (e.g. before training)
+        }
         if self.num_failures:
             row[f"{prefix}/failures"] = float(self.num_failures)
         self.history.append(row | scalars)

@@ -176,6 +176,7 @@ class _MonitorHooks(MonitorLogic):
         """
         if stage == "fit":
             check_validation_runs(trainer, pl_module)
+            self.restart_schedule()  # a checkpoint, restored after setup, brings its own
         if stage in ("fit", "validate"):
             self.setup_monitor(pl_module)
 
