@@ -32,7 +32,7 @@ from dave_lightning.callbacks._logging import (
 )
 from dave_lightning.callbacks._model_checks import check_network_output, short_unsupported_error
 from dave_lightning.callbacks._precision import float32_network
-from dave_lightning.callbacks._probe import Probe, select_probe
+from dave_lightning.callbacks._probe import Probe, probe_still_in, select_probe
 from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
 from dave_lightning.callbacks._safety import preserved_training_state
 from dave_lightning.callbacks._schedule import Schedule, schedule_warnings
@@ -55,16 +55,6 @@ def _display_stats(network: nn.Module, config: MonitorConfig) -> tuple[Any, Any]
         if isinstance(cfg, dict) and "mean" in cfg and "std" in cfg:
             return cfg["mean"], cfg["std"]
     return None, None
-
-
-def _same_probe(kept: Probe, fresh: Probe) -> bool:
-    """Whether two probes hold the same images (so the validation data is the same)."""
-    return (
-        torch.equal(kept.indices, fresh.indices)
-        and torch.equal(kept.labels, fresh.labels)
-        and kept.images.shape == fresh.images.shape
-        and torch.equal(kept.images, fresh.images.to(kept.images.dtype))
-    )
 
 
 class MonitorLogic:
@@ -144,10 +134,10 @@ class MonitorLogic:
     def ensure_probe(self, trainer: Any) -> None:
         """Choose the probe set once (it is then kept in the callback's state).
 
-        At the first validation of each ``fit`` or ``validate`` the probe is chosen afresh from
-        the validation loader and compared with the kept one (same indices, labels and images):
-        a resumed run keeps its probe; a monitor reused on other validation data chooses a new
-        one and warns that earlier history rows explain other images.
+        At the first validation of each ``fit`` or ``validate`` the kept probe is looked up in the
+        validation loader (its indices among those the loader yields, the same images and labels
+        there): a resumed run keeps its probe; a monitor reused on other validation data chooses
+        a new one and warns that earlier history rows explain other images.
 
         Options that contradict the data (``display_mean``/``display_std`` length, a
         ``patch_size`` that does not divide the images) and batches the monitor cannot read are
@@ -161,15 +151,17 @@ class MonitorLogic:
             MonitorError: When choosing failed otherwise and ``on_error="raise"``.
         """
         loader = validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
-        if self.probe is not None and not self._recheck_data:
-            return
+        changed = False
+        if self.probe is not None:
+            if not self._recheck_data or self._probe_still_in(loader):
+                self._recheck_data = False
+                return
+            changed = True
         probe = self._choose_probe(trainer, loader)
         if probe is None:
             return
         self._recheck_data = False
-        if self.probe is not None and _same_probe(self.probe, probe):
-            return
-        if self.probe is not None:
+        if changed:
             self._warn_once(
                 f"new-probe-{len(self.history)}",
                 "AttributionMonitor: the validation data changed since the probe was chosen "
@@ -178,6 +170,13 @@ class MonitorLogic:
             )
         self.probe = probe
         self._grids_built = False
+
+    def _probe_still_in(self, loader: Any) -> bool:
+        assert self.probe is not None
+        try:
+            return probe_still_in(loader, self.probe, self.config.batch_transform)
+        except Exception:  # unreadable now: choosing again reports it properly
+            return False
 
     def _choose_probe(self, trainer: Any, loader: Any) -> Probe | None:
         network = self._require_network()

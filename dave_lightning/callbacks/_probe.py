@@ -20,7 +20,7 @@ from torch.utils.data import (
 from dave_lightning.callbacks._safety import preserved_generators, preserved_rng
 from dave_lightning.errors import BadInputError
 
-__all__ = ["Probe", "parse_batch", "select_probe"]
+__all__ = ["Probe", "loader_indices", "parse_batch", "probe_still_in", "select_probe"]
 
 _IMAGE_KEYS = ("images", "image", "inputs", "input", "x")
 _LABEL_KEYS = ("labels", "label", "targets", "target", "y")
@@ -325,4 +325,33 @@ def select_probe(
         indices=indices[keep].long(),
         boxes=None if boxes is None else boxes[keep],
         masks=None if masks is None else masks[keep],
+    )
+
+
+def probe_still_in(
+    loader: DataLoader, probe: Probe, batch_transform: Callable[[Any], Any] | None = None
+) -> bool:
+    """Whether ``loader`` still yields the probe's images at the probe's indices.
+
+    True for a resumed run on the same validation data (whatever the seed), false for other
+    data. Reads only the probe's samples (the first ones of an iterable dataset), every random
+    stream restored as in :func:`select_probe`.
+    """
+    transform = batch_transform or (lambda batch: batch)
+    dataset = getattr(loader, "dataset", None)
+    map_style = not isinstance(dataset, IterableDataset) and hasattr(dataset, "__getitem__")
+    with preserved_rng(), preserved_generators(_rng_owners(loader)):
+        if dataset is not None and map_style and hasattr(dataset, "__len__"):
+            wanted = probe.indices.tolist()
+            if not set(wanted) <= set(loader_indices(loader).tolist()):
+                return False
+            batch = _collate(loader, [dataset[int(i)] for i in wanted])
+            images, labels, _, _ = parse_batch(transform(batch))
+        else:
+            images, labels, _, _ = _by_iteration(loader, len(probe), transform)
+            images, labels = images[: len(probe)], labels[: len(probe)]
+    return (
+        images.shape == probe.images.shape
+        and torch.equal(images.to(probe.images.dtype), probe.images)
+        and torch.equal(labels, probe.labels)
     )

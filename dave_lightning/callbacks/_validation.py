@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -107,7 +108,8 @@ def load_fit_validation_data(trainer: Any, needs_training_data: bool = False) ->
         Whether ``trainer.val_dataloaders`` and ``trainer.num_val_batches`` are now known.
     """
     if needs_training_data:
-        _ = trainer.estimated_stepping_batches
+        with contextlib.suppress(Exception):  # e.g. no length: the bounds stay unknown
+            _ = trainer.estimated_stepping_batches
     val_loop = getattr(
         getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None), "val_loop", None
     )

@@ -1,6 +1,6 @@
 """AttributionMonitor: track explanation quality over epochs in TensorBoard.
 
-Attach it to a ``pytorch_lightning.Trainer``; at the end of validation epochs it explains a
+Attach it to a ``pytorch_lightning.Trainer``; at the end of validation runs it explains a
 fixed probe set of validation images with DAVE (and any baselines), scores the maps with GridPG,
 EnergyPG and pixel deletion, and logs the scores, a custom-scalars layout, overlays and deletion
 curves. Training is bit-for-bit unchanged by it.
@@ -67,7 +67,9 @@ class _MonitorHooks(MonitorLogic):
         log_prefix: Tag prefix: scalars are ``{log_prefix}/{method}/{metric}``.
         on_error: ``"warn"`` (count, log as ``{log_prefix}/failures``, warn, go on) or
             ``"raise"`` when any step of an evaluation fails (attribution, metrics, logging,
-            figures).
+            figures, choosing the probe). With ``"warn"`` each method's maps and each
+            (method, metric) result fail on their own: the others are still logged, and each
+            kind of failure is warned about once.
         batch_transform: Turns a validation batch into ``(images, labels[, boxes])`` or a dict.
         model_attribute: Attribute path of the network inside the LightningModule (default: the
             LightningModule itself, whose forward must return logits).
