@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from torchmetrics import Metric
 from dave_lightning.attributor import Attributor
 from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._probe import Probe
+from dave_lightning.callbacks._safety import preserved_training_state
 from dave_lightning.errors import ConfigurationError
 from dave_lightning.metrics import (
     EnergyPointingGame,
@@ -137,6 +139,7 @@ class Evaluation:
             self.metrics[method] = metrics
         self.reference = _deletion(config, "random") if "deletion_auc" in wanted else None
         self.seconds: dict[str, float] = {}
+        self._network: nn.Module | None = None
         self.failures: dict[tuple[str, str], Exception] = {}
         """This evaluation's failed steps, by ``(method, metric)`` (see :meth:`result_keys`)."""
 
@@ -187,8 +190,15 @@ class Evaluation:
             return None
         if self.config.on_error == "raise":
             return step()
+        # each step leaves the network as it found it, so a failing one cannot skew the next
+        restore = (
+            contextlib.nullcontext()
+            if self._network is None
+            else preserved_training_state(self._network)
+        )
         try:
-            return step()
+            with restore:
+                return step()
         except Exception as error:  # reported by the monitor, once agreed on every process
             self.failures[key] = error
             return None
@@ -228,6 +238,20 @@ class Evaluation:
         Returns:
             Method name to the maps of the ``keep`` images.
         """
+        self._network = network
+        try:
+            return self._update(network, share, targets, grids, keep)
+        finally:
+            self._network = None
+
+    def _update(
+        self,
+        network: nn.Module,
+        share: Probe,
+        targets: Tensor,
+        grids: GridSet | None,
+        keep: Tensor,
+    ) -> dict[str, Tensor]:
         kept: dict[str, Tensor] = {}
         for method, attributor in self.attributors.items():
             maps = self._guarded(
