@@ -233,6 +233,8 @@ class Attributor(ABC):
     """
 
     name: ClassVar[str] = "attributor"
+    runs_model: ClassVar[bool] = True
+    """Whether the method runs the model (then images must fit its dtype and size)."""
 
     def __init__(
         self,
@@ -277,11 +279,12 @@ class Attributor(ABC):
             Signed maps ``(B, H, W)`` for one target per image, ``(B, K, H, W)`` for several.
         """
         images = check_images(images, expected_in_channels(self.model))
-        check_images_fit(
-            images,
-            parameter_dtype(self.model) if self.autocast_dtype is None else None,
-            expected_image_size(self.model),
-        )
+        if self.runs_model:
+            check_images_fit(
+                images,
+                parameter_dtype(self.model) if self.autocast_dtype is None else None,
+                expected_image_size(self.model),
+            )
         targets, single = parse_target(target, images.shape[0], model_num_classes(self.model))
         ids = parse_image_ids(image_ids, images.shape[0])
         with attribution_session(self.model, images.device.type, self.autocast_dtype):
