@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 from dave_lightning._common import check_int, describe, restored_modes
 from dave_lightning.errors import BadInputError
 
-__all__ = ["Attributor", "Target", "attribution_session"]
+__all__ = ["Attributor", "Target", "attribution_session", "check_logits"]
 
 Target = int | Sequence[int] | Tensor
 """An int (same class for every image), a ``(B,)`` tensor, or a ``(B, K)`` tensor of classes."""
@@ -51,8 +52,79 @@ def expected_in_channels(model: nn.Module) -> int | None:
 
 
 def model_num_classes(model: nn.Module) -> int | None:
-    """The number of output classes ``model`` declares, when it does (timm models do)."""
+    """The width of ``model``'s output, when it can be read without a pass (timm models).
+
+    The classifier head's ``out_features`` (timm's ``get_classifier()``) comes first: a head
+    replaced by assignment (``model.head = nn.Linear(...)``) leaves timm's ``num_classes``
+    stale, but not the head. Otherwise the declared ``num_classes``.
+    """
+    for module in (model, *filter(_is_timm_like, model.modules())):
+        get_classifier = getattr(module, "get_classifier", None)
+        head = get_classifier() if callable(get_classifier) else None
+        width = getattr(head, "out_features", None)
+        if isinstance(width, int) and width > 0:
+            return width
     return _declared(model, "num_classes")
+
+
+def parameter_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of ``model``'s first floating-point parameter (``None`` without one)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def expected_image_size(model: nn.Module) -> tuple[int, int] | None:
+    """The ``(H, W)`` a timm ViT insists on (``strict_img_size``), else ``None``."""
+    for module in model.modules():
+        embed = getattr(module, "patch_embed", None)
+        size = getattr(embed, "img_size", None)
+        if getattr(embed, "strict_img_size", False) and isinstance(size, tuple) and len(size) == 2:
+            return (int(size[0]), int(size[1]))
+    return None
+
+
+def check_images_fit(
+    images: Tensor, dtype: torch.dtype | None, size: tuple[int, int] | None
+) -> None:
+    """Images in the model's parameter dtype and at the size it insists on (when known)."""
+    if dtype is not None and images.dtype != dtype:
+        raise BadInputError.for_argument(
+            "images",
+            f"{dtype} images like the model's parameters (convert with `.to({dtype})`, or opt "
+            "in to `autocast_dtype=`)",
+            describe(images),
+        )
+    if size is not None and tuple(images.shape[-2:]) != size:
+        raise BadInputError.for_argument(
+            "images",
+            f"{size[0]}x{size[1]} images, the size the model was built for (B, C, {size[0]}, "
+            f"{size[1]})",
+            describe(images),
+        )
+
+
+def check_logits(output: Any) -> Tensor:
+    """The model's output must be a ``(B, num_classes)`` logits tensor.
+
+    Raises:
+        BadInputError: Naming ``model`` for a dict, a tuple or another shape.
+    """
+    if isinstance(output, Tensor) and output.dim() == 2:
+        return output
+    kind = (
+        f"a dict with keys {list(output)}"
+        if isinstance(output, dict)
+        else f"a {type(output).__name__} of {len(output)}"
+        if isinstance(output, tuple | list)
+        else f"an output of shape {tuple(output.shape)}"
+        if isinstance(output, Tensor)
+        else describe(output)
+    )
+    raise BadInputError.for_argument(
+        "model",
+        "a classifier whose forward returns (B, num_classes) logits (wrap one that returns a "
+        "dict or tuple in a module that picks the logits)",
+        kind,
+    )
 
 
 def check_images(images: Any, in_channels: int | None) -> Tensor:
@@ -87,8 +159,10 @@ def parse_target(target: Any, batch_size: int, num_classes: int | None) -> tuple
     expected = f"an int, a (B,) or a (B, K) integer tensor of class indices with B = {batch_size}"
     if isinstance(target, bool):
         raise BadInputError.for_argument("target", expected, describe(target))
-    if isinstance(target, int):
-        tensor = torch.full((batch_size, 1), target, dtype=torch.long)
+    if isinstance(target, Tensor) and target.dim() == 0 and not target.is_floating_point():
+        target = target.item()  # a 0-d integer tensor: one class, like an int
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        tensor = torch.full((batch_size, 1), int(target), dtype=torch.long)
         single = True
     else:
         if not isinstance(target, Tensor):
@@ -159,6 +233,8 @@ class Attributor(ABC):
     """
 
     name: ClassVar[str] = "attributor"
+    runs_model: ClassVar[bool] = True
+    """Whether the method runs the model (then images must fit its dtype and size)."""
 
     def __init__(
         self,
@@ -203,6 +279,12 @@ class Attributor(ABC):
             Signed maps ``(B, H, W)`` for one target per image, ``(B, K, H, W)`` for several.
         """
         images = check_images(images, expected_in_channels(self.model))
+        if self.runs_model:
+            check_images_fit(
+                images,
+                parameter_dtype(self.model) if self.autocast_dtype is None else None,
+                expected_image_size(self.model),
+            )
         targets, single = parse_target(target, images.shape[0], model_num_classes(self.model))
         ids = parse_image_ids(image_ids, images.shape[0])
         with attribution_session(self.model, images.device.type, self.autocast_dtype):
@@ -220,11 +302,6 @@ class Attributor(ABC):
 
     def _target_scores(self, logits: Tensor, targets: Tensor) -> Tensor:
         """The ``(n, K)`` raw logits of ``targets``, checking the model's output first."""
-        if logits.dim() != 2:
-            raise BadInputError.for_argument(
-                "model",
-                "a classifier returning (B, num_classes) logits",
-                f"an output of shape {tuple(logits.shape)}",
-            )
+        logits = check_logits(logits)
         check_target_range(targets, logits.shape[1])
         return logits.gather(1, targets)

@@ -57,6 +57,7 @@ class RandomAttributor(Attributor):
     """
 
     name = "random"
+    runs_model = False
 
     def __init__(
         self,

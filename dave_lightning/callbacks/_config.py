@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from dave_lightning.callbacks._checks import check_figure_dir
 from dave_lightning.dave import check_noise_alpha
 from dave_lightning.errors import ConfigurationError
 from dave_lightning.metrics.functional.pixel_deletion import _check_deletion_options
@@ -83,7 +84,8 @@ class MonitorConfig:
     aggregation: str = "robust"
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     max_batch_size: int | str = "auto"
-    every_n_epochs: int = 1
+    every_n_epochs: int | None = None
+    every_n_validations: int | None = None
     log_images: int = 8
     target: str = "label"
     grid_size: int = 2
@@ -118,7 +120,6 @@ class MonitorConfig:
         for name, minimum in (
             ("num_images", 1),
             ("num_samples", 1),
-            ("every_n_epochs", 1),
             ("log_images", 0),
             ("grid_size", 2),
             ("max_grids", 1),
@@ -138,6 +139,7 @@ class MonitorConfig:
                 "True or False",
                 self.recalibrate_noise_every_evaluation,
             )
+        self._check_schedule()
         self._check_dave_options()
         self._check_dave_is_chosen()
         _check_deletion_options(
@@ -169,6 +171,24 @@ class MonitorConfig:
         if (self.display_mean is None) != (self.display_std is None):
             raise _fail(
                 "display_mean/display_std", "both or neither", (self.display_mean, self.display_std)
+            )
+        if self.display_mean is not None and len(self.display_mean) != len(self.display_std or ()):
+            raise _fail(
+                "display_mean/display_std",
+                "as many means as standard deviations (one per channel)",
+                (self.display_mean, self.display_std),
+            )
+        check_figure_dir(self.figure_dir)
+
+    def _check_schedule(self) -> None:
+        for name in ("every_n_epochs", "every_n_validations"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        if self.every_n_epochs is not None and self.every_n_validations is not None:
+            raise _fail(
+                "every_n_epochs/every_n_validations",
+                "at most one of them (None for the other)",
+                (self.every_n_epochs, self.every_n_validations),
             )
 
     def _check_dave_options(self) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +16,7 @@ from torchmetrics import Metric
 from dave_lightning.attributor import Attributor
 from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._probe import Probe
+from dave_lightning.callbacks._safety import preserved_training_state
 from dave_lightning.errors import ConfigurationError
 from dave_lightning.metrics import (
     EnergyPointingGame,
@@ -23,10 +26,13 @@ from dave_lightning.metrics import (
 )
 from dave_lightning.registry import get_attributor
 
-__all__ = ["Evaluation", "GridSet", "MethodScores", "build_attributors"]
+__all__ = ["Evaluation", "GridSet", "MethodScores", "build_attributor", "build_attributors"]
 
 RANDOM_ORDER = "random_order"
 """Name of the deletion reference line (pixels removed in random order)."""
+ATTRIBUTION = "attribution"
+"""Failure key of a method's maps of the probe images (every image metric needs them)."""
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -63,15 +69,17 @@ class MethodScores:
     num_nan: int = 0
 
 
-def build_attributors(config: MonitorConfig, network: nn.Module) -> dict[str, Attributor]:
-    """One attributor per configured method (raises on unsupported models or bad options)."""
+def build_attributor(config: MonitorConfig, network: nn.Module, method: str) -> Attributor:
+    """The attributor of one configured method (raises on unsupported models or bad options)."""
     dtype = (
         None if config.autocast_dtype_name is None else getattr(torch, config.autocast_dtype_name)
     )
-    return {
-        method: get_attributor(method, network, autocast_dtype=dtype, **config.options_for(method))
-        for method in config.methods
-    }
+    return get_attributor(method, network, autocast_dtype=dtype, **config.options_for(method))
+
+
+def build_attributors(config: MonitorConfig, network: nn.Module) -> dict[str, Attributor]:
+    """One attributor per configured method (raises on unsupported models or bad options)."""
+    return {method: build_attributor(config, network, method) for method in config.methods}
 
 
 def network_patch_size(network: nn.Module, override: int | None) -> tuple[int, int]:
@@ -138,6 +146,9 @@ class Evaluation:
         self.seconds: dict[str, float] = {}
         self.progress: Callable[[str], None] = _no_progress
         """Called after each stage of :meth:`update` with its name (a progress bar's step)."""
+        self._network: nn.Module | None = None
+        self.failures: dict[tuple[str, str], Exception] = {}
+        """This evaluation's failed steps, by ``(method, metric)`` (see :meth:`result_keys`)."""
 
     def progress_steps(self, has_grids: bool) -> int:
         """How many times :meth:`update` calls :attr:`progress`."""
@@ -155,12 +166,66 @@ class Evaluation:
             metric.to(device)
 
     def reset(self) -> None:
-        """Forget the accumulated states."""
+        """Forget the accumulated states and failures."""
         for metric in self.all_metrics():
             metric.reset()
+        self.failures = {}
 
     def _timed(self, key: str, start: float) -> None:
         self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+
+    # --- failures, one (method, metric) result at a time -----------------------------------------
+
+    def result_keys(self) -> list[tuple[str, str]]:
+        """Every step that can fail on its own, in a fixed order.
+
+        ``(method, "attribution")`` (the probe maps), each ``(method, metric)`` and the
+        random-order reference line.
+        """
+        keys = []
+        for method, metrics in self.metrics.items():
+            keys += [(method, ATTRIBUTION)] + [(method, name) for name in metrics]
+        if self.reference is not None:
+            keys.append((RANDOM_ORDER, "deletion_auc"))
+        return keys
+
+    def failed(self, method: str, name: str) -> bool:
+        """Whether ``(method, name)`` failed, or the maps it needs did."""
+        needs_maps = name not in ("grid_pg", ATTRIBUTION) and method != RANDOM_ORDER
+        return (method, name) in self.failures or (
+            needs_maps and (method, ATTRIBUTION) in self.failures
+        )
+
+    def _guarded(self, key: tuple[str, str], step: Callable[[], _T]) -> _T | None:
+        """Run ``step``; with ``on_error="warn"`` a failure is recorded under ``key`` instead."""
+        if self.failed(*key):
+            return None
+        if self.config.on_error == "raise":
+            return step()
+        # each step leaves the network as it found it, so a failing one cannot skew the next
+        restore = (
+            contextlib.nullcontext()
+            if self._network is None
+            else preserved_training_state(self._network)
+        )
+        try:
+            with restore:
+                return step()
+        except Exception as error:  # reported by the monitor, once agreed on every process
+            self.failures[key] = error
+            return None
+
+    def agree_on_failures(self, reduce: Callable[[Tensor], Tensor] | None) -> None:
+        """Make every process skip the same results (``reduce`` sums a tensor over processes)."""
+        if reduce is None:
+            return
+        keys = self.result_keys()
+        flags = reduce(torch.tensor([float(key in self.failures) for key in keys]))
+        for key, flag in zip(keys, flags.cpu().tolist(), strict=True):
+            if flag > 0 and key not in self.failures:
+                self.failures[key] = RuntimeError("failed on another process")
+
+    # --- the pass ------------------------------------------------------------------------------
 
     def update(
         self,
@@ -172,6 +237,9 @@ class Evaluation:
     ) -> dict[str, Tensor]:
         """Attribute this process's share and update every metric.
 
+        Each method's attribution and each (method, metric) update is guarded on its own: with
+        ``on_error="warn"`` a failure is recorded in :attr:`failures` and the others go on.
+
         Args:
             network: The classifier (never the DDP wrapper).
             share: This process's probe images, on the model's device.
@@ -182,36 +250,63 @@ class Evaluation:
         Returns:
             Method name to the maps of the ``keep`` images.
         """
+        self._network = network
+        try:
+            return self._update(network, share, targets, grids, keep)
+        finally:
+            self._network = None
+
+    def _update(
+        self,
+        network: nn.Module,
+        share: Probe,
+        targets: Tensor,
+        grids: GridSet | None,
+        keep: Tensor,
+    ) -> dict[str, Tensor]:
         kept: dict[str, Tensor] = {}
-        ids = share.indices
         for method, attributor in self.attributors.items():
-            start = time.perf_counter()
-            maps = (
-                attributor.attribute(share.images, targets, image_ids=ids) if len(share) else None
+            maps = self._guarded(
+                (method, ATTRIBUTION), partial(self._attribute, attributor, share, targets)
             )
-            self._timed("attribution", start)
             self.progress(f"{method} attribution")
             if maps is not None:
                 kept[method] = maps[keep]
                 self._update_image_metrics(method, network, share, targets, maps)
             self.progress(f"{method} metrics")
             if grids is not None and len(grids) and "grid_pg" in self.metrics[method]:
-                start = time.perf_counter()
-                grid_maps = attributor.attribute(grids.images, grids.classes, image_ids=grids.ids)
-                self._timed("attribution", start)
-                self.metrics[method]["grid_pg"].update(
-                    grid_maps.flatten(0, 1), grids.cells.flatten()
+                self._guarded(
+                    (method, "grid_pg"), partial(self._update_grids, attributor, method, grids)
                 )
             if grids is not None and "grid_pg" in self.metrics[method]:
                 self.progress(f"{method} grids")
         if self.reference is not None and len(share):
             start = time.perf_counter()
             blank = share.images.new_zeros(share.images.shape[0], *share.images.shape[2:])
-            self.reference.update(network, share.images, blank, targets, share.indices)
+            self._guarded(
+                (RANDOM_ORDER, "deletion_auc"),
+                lambda: self.reference.update(  # type: ignore[union-attr]
+                    network, share.images, blank, targets, share.indices
+                ),
+            )
             self._timed("metrics", start)
         if self.reference is not None:
             self.progress("random-order reference")
         return kept
+
+    def _attribute(self, attributor: Attributor, share: Probe, targets: Tensor) -> Tensor | None:
+        if not len(share):
+            return None
+        start = time.perf_counter()
+        maps = attributor.attribute(share.images, targets, image_ids=share.indices)
+        self._timed("attribution", start)
+        return maps
+
+    def _update_grids(self, attributor: Attributor, method: str, grids: GridSet) -> None:
+        start = time.perf_counter()
+        grid_maps = attributor.attribute(grids.images, grids.classes, image_ids=grids.ids)
+        self._timed("attribution", start)
+        self.metrics[method]["grid_pg"].update(grid_maps.flatten(0, 1), grids.cells.flatten())
 
     def _update_image_metrics(
         self, method: str, network: nn.Module, share: Probe, targets: Tensor, maps: Tensor
@@ -220,11 +315,18 @@ class Evaluation:
         metrics = self.metrics[method]
         if "energy_pg" in metrics and (share.boxes is not None or share.masks is not None):
             regions = share.masks if share.masks is not None else share.boxes
-            metrics["energy_pg"].update(maps, regions)
+            self._guarded((method, "energy_pg"), lambda: metrics["energy_pg"].update(maps, regions))
         if "deletion_auc" in metrics:
-            metrics["deletion_auc"].update(network, share.images, maps, targets, share.indices)
+            self._guarded(
+                (method, "deletion_auc"),
+                lambda: metrics["deletion_auc"].update(
+                    network, share.images, maps, targets, share.indices
+                ),
+            )
         if "patch_artifact" in metrics:
-            metrics["patch_artifact"].update(maps)
+            self._guarded(
+                (method, "patch_artifact"), lambda: metrics["patch_artifact"].update(maps)
+            )
         self._timed("metrics", start)
 
     def compute(
@@ -244,7 +346,9 @@ class Evaluation:
                     name == "grid_pg" and not has_grids
                 ):
                     continue
-                value = metric.compute()
+                value = self._guarded((method, name), metric.compute)
+                if value is None:
+                    continue
                 if isinstance(value, dict):
                     scores.deletion_curve = value["curve"].detach().cpu()
                     value = value["auc"]
@@ -252,8 +356,10 @@ class Evaluation:
                 scores.num_nan += int(getattr(metric, "num_nan", 0))
             results[method] = scores
         reference: Tensor | None = None
+        line = None
         if self.reference is not None:
-            line = self.reference.compute()
+            line = self._guarded((RANDOM_ORDER, "deletion_auc"), self.reference.compute)
+        if line is not None:
             results[RANDOM_ORDER] = MethodScores(scalars={"deletion_auc": float(line["auc"])})
             reference = line["curve"].detach().cpu()
         self._timed("metrics", start)

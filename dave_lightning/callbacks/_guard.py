@@ -45,6 +45,7 @@ class FailureGuard:
         self.on_error = on_error
         self.log_prefix = log_prefix
         self.count = 0
+        self._warned: set[tuple[str, str]] = set()
 
     def agreed(self, trainer: Any, stage: Callable[[], _T]) -> _T:
         """Run a stage on every process; when it failed on any, report it and abandon.
@@ -95,6 +96,31 @@ class FailureGuard:
         if self.on_error == "raise":
             raise MonitorError(message) from failure
         warnings.warn(message + "; training goes on.", RuntimeWarning, stacklevel=3)
+
+    def report_result(
+        self,
+        trainer: Any,
+        result: str,
+        failure: BaseException,
+        consequence: str = "it is left out of this evaluation, the other results are logged",
+    ) -> None:
+        """Count one failed result (e.g. ``"dave/deletion_auc"``); warn once per kind.
+
+        A kind is the result and the exception's type: later failures of that kind are counted
+        in ``{log_prefix}/failures`` without another warning.
+        """
+        self.count += 1
+        kind = (result, type(failure).__name__)
+        if kind in self._warned:
+            return
+        self._warned.add(kind)
+        warnings.warn(
+            f"AttributionMonitor: {result} failed at epoch {trainer.current_epoch} "
+            f"({type(failure).__name__}: {failure}); {consequence}, and training goes on. Further "
+            f"failures of this kind are counted in {self.log_prefix}/failures without a warning.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def log_count(self, pl_module: Any) -> None:
         """Log ``{log_prefix}/failures``, the running count, when there are any (never raises)."""

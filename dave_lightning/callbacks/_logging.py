@@ -191,21 +191,24 @@ def log_figure(
     save_as: Path | None = None,
     epoch: int | None = None,
 ) -> None:
-    """Send a figure to every logger that takes images (and to ``save_as``).
+    """Send a figure to every logger that takes images (and to ``save_as``), then free it.
 
     TensorBoard indexes it by ``epoch`` when given (the Images tab's slider then reads in epochs);
     other image loggers (W&B, which needs steps that never go back) get it at ``step``.
     """
-    if save_as is not None:
-        save_as.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(save_as, dpi=100)
-    image = None
-    for logger in loggers:
-        writer = _writer_of(logger)
-        if writer is not None:
-            index = step if epoch is None else epoch
-            writer.add_figure(tag, figure, global_step=index, close=False)
-            writer.flush()
-        elif callable(getattr(logger, "log_image", None)):
-            image = figure_to_array(figure) if image is None else image
-            logger.log_image(key=tag, images=[image], step=step)
+    try:
+        if save_as is not None:
+            save_as.parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(save_as, dpi=100)
+        image = None
+        for logger in loggers:
+            writer = _writer_of(logger)
+            if writer is not None:
+                index = step if epoch is None else epoch
+                writer.add_figure(tag, figure, global_step=index, close=False)
+                writer.flush()
+            elif callable(getattr(logger, "log_image", None)):
+                image = figure_to_array(figure) if image is None else image
+                logger.log_image(key=tag, images=[image], step=step)
+    finally:
+        figure.clear()  # a figure outside pyplot: nothing to close

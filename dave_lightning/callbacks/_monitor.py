@@ -11,12 +11,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dave_lightning.callbacks._checks import check_against_images, check_against_model
 from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._evaluation import (
+    ATTRIBUTION,
     Evaluation,
     GridSet,
     MethodScores,
-    build_attributors,
+    build_attributor,
     network_patch_size,
 )
 from dave_lightning.callbacks._grids import build_grid_set
@@ -29,15 +31,21 @@ from dave_lightning.callbacks._logging import (
     sensitivity_scalars,
     summary_writers,
 )
+from dave_lightning.callbacks._model_checks import check_network_output, short_unsupported_error
 from dave_lightning.callbacks._precision import float32_network
-from dave_lightning.callbacks._probe import Probe, select_probe
+from dave_lightning.callbacks._probe import Probe, probe_still_in, select_probe
 from dave_lightning.callbacks._progress import EvaluationProgress
 from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
 from dave_lightning.callbacks._runs import MethodRuns
 from dave_lightning.callbacks._safety import preserved_training_state
-from dave_lightning.callbacks._validation import validation_loader
+from dave_lightning.callbacks._schedule import Schedule, schedule_warnings
+from dave_lightning.callbacks._validation import (
+    load_fit_validation_data,
+    validation_batches,
+    validation_loader,
+)
 from dave_lightning.dave import DAVE
-from dave_lightning.errors import ConfigurationError
+from dave_lightning.errors import BadInputError, ConfigurationError, UnsupportedModelError
 
 __all__ = ["MonitorError", "MonitorLogic"]
 
@@ -67,14 +75,20 @@ class MonitorLogic:
         self._grids_built = False
         self._warned: set[str] = set()
         self._layout_written = False
-        self._last_epoch_run: int | None = None
         self.runs = MethodRuns()
         self.fixed_noise_alpha: float | None = None
         self.recalibrated_noise_alpha: float | None = None
+        self.schedule = Schedule(config.every_n_epochs, config.every_n_validations)
+        self._patch_size: tuple[int, int] | None = None
+        self._validation_checked = False
+        self._recheck_data = False
 
     @property
     def num_failures(self) -> int:
-        """How many evaluations (or their figure or logging steps) have failed so far."""
+        """How many steps have failed so far.
+
+        Whole evaluations, single (method, metric) results, the probe choice, figures, logging.
+        """
         return self.guard.count
 
     @num_failures.setter
@@ -107,27 +121,92 @@ class MonitorLogic:
                 "(grids are grid_size times larger than its input), received one without it."
             )
         self._network = network
+        self._recheck_data = True  # a new fit or validate: the validation data may differ
         patch_size = None
         if "patch_artifact" in self.config.metrics:
             patch_size = network_patch_size(network, self.config.patch_size)
-        attributors = build_attributors(self.config, network)
+        check_against_model(network, self.config.display_mean, self.config.display_std, patch_size)
+        attributors = {}
+        for method in self.config.methods:
+            try:
+                attributors[method] = build_attributor(self.config, network, method)
+            except UnsupportedModelError as error:
+                if attribute is not None:
+                    raise
+                raise short_unsupported_error(pl_module, method, error) from None
         self._evaluation = Evaluation(self.config, attributors, patch_size)
+        self._patch_size = patch_size
 
     def ensure_probe(self, trainer: Any) -> None:
         """Choose the probe set once (it is then kept in the callback's state).
 
+        At the first validation of each ``fit`` or ``validate`` the kept probe is looked up in the
+        validation loader (its indices among those the loader yields, the same images and labels
+        there): a resumed run keeps its probe; a monitor reused on other validation data chooses
+        a new one and warns that earlier history rows explain other images.
+
+        Options that contradict the data (``display_mean``/``display_std`` length, a
+        ``patch_size`` that does not divide the images) and batches the monitor cannot read are
+        errors; any other failure follows ``on_error`` (with ``"warn"``: counted, warned about
+        once, retried at the next validation).
+
         Raises:
-            ConfigurationError: When there is no validation loader at ``dataloader_idx``.
+            ConfigurationError: When there is no validation loader at ``dataloader_idx``, or the
+                options contradict the probe images.
+            BadInputError: When a validation batch has a layout the monitor cannot read.
+            MonitorError: When choosing failed otherwise and ``on_error="raise"``.
         """
-        if self.probe is not None:
-            validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
-            return
         loader = validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
-        with preserved_training_state(self._require_network()):
-            self.probe = select_probe(
-                loader, self.config.num_images, self.config.seed, self.config.batch_transform
+        changed = False
+        if self.probe is not None:
+            if not self._recheck_data or self._probe_still_in(loader):
+                self._recheck_data = False
+                return
+            changed = True
+        probe = self._choose_probe(trainer, loader)
+        if probe is None:
+            return
+        self._recheck_data = False
+        if changed:
+            self._warn_once(
+                f"new-probe-{len(self.history)}",
+                "AttributionMonitor: the validation data changed since the probe was chosen "
+                f"(e.g. a second fit on other data), so a new probe is chosen; the "
+                f"{len(self.history)} earlier history rows explain other images.",
             )
+        self.probe = probe
         self._grids_built = False
+
+    def _probe_still_in(self, loader: Any) -> bool:
+        assert self.probe is not None
+        try:
+            return probe_still_in(loader, self.probe, self.config.batch_transform)
+        except Exception:  # unreadable now: choosing again reports it properly
+            return False
+
+    def _choose_probe(self, trainer: Any, loader: Any) -> Probe | None:
+        network = self._require_network()
+        try:
+            with preserved_training_state(network):
+                probe = select_probe(
+                    loader, self.config.num_images, self.config.seed, self.config.batch_transform
+                )
+            mean, std = self.display_stats(network)
+            check_against_images(probe.images.shape, mean, std, self._patch_size)
+            labels = probe.labels if self.config.target == "label" else None
+            check_network_output(network, probe.images, labels, self.config.autocast is None)
+        except (ConfigurationError, BadInputError):
+            raise  # options or a batch layout that contradict the data: fix before training
+        except Exception as error:
+            if self.config.on_error == "raise":
+                raise MonitorError(
+                    f"AttributionMonitor: choosing the probe failed: {error}"
+                ) from error
+            self.guard.report_result(
+                trainer, "choosing the probe", error, "nothing is explained until it succeeds"
+            )
+            return None
+        return probe
 
     def _require_network(self) -> nn.Module:
         if self._network is None or self._evaluation is None:
@@ -136,14 +215,67 @@ class MonitorLogic:
 
     # --- when ----------------------------------------------------------------------------------
 
+    def check_fit_start(self, trainer: Any) -> None:
+        """At the start of ``fit``: the validation loader exists, the schedule can run.
+
+        The validation data is loaded here only when Lightning's sanity check would load it next
+        (so it is loaded as that check would, RNG streams restored); otherwise these checks wait
+        for the first validation.
+
+        Raises:
+            ConfigurationError: When there is no validation loader at ``dataloader_idx``.
+        """
+        num_batches = None
+        self._validation_checked = False
+        if load_fit_validation_data(trainer, needs_training_data=self._schedule_is_thinned()):
+            validation_loader(trainer.val_dataloaders, self.config.dataloader_idx)
+            num_batches = validation_batches(trainer, self.config.dataloader_idx)
+            self._validation_checked = True
+        for reason in schedule_warnings(trainer, self.schedule, num_batches):
+            self._warn_never_runs(reason)
+
+    def check_validation_loaded(self, trainer: Any) -> None:
+        """After the first training epoch (no sanity check): warn when validation is empty.
+
+        Lightning runs no validation hook for a loader without batches, so this is the first
+        point where an empty validation set can be seen without loading it early.
+        """
+        if self._validation_checked or trainer.val_dataloaders is None:
+            return
+        self._validation_checked = True
+        if validation_batches(trainer, self.config.dataloader_idx) == 0:
+            self._warn_never_runs(schedule_warnings(trainer, Schedule(), 0)[0])
+
+    @staticmethod
+    def _warn_never_runs(reason: str) -> None:
+        warnings.warn(
+            f"AttributionMonitor will never explain anything in this fit: {reason}.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+    def restart_schedule(self) -> None:
+        """A new ``fit`` counts its validations and epochs from the start."""
+        self.schedule = Schedule(self.config.every_n_epochs, self.config.every_n_validations)
+
+    def _schedule_is_thinned(self) -> bool:
+        return (
+            self.schedule.every_n_epochs is not None
+            or self.schedule.every_n_validations is not None
+        )
+
     def should_run(self, trainer: Any) -> bool:
-        """Not in the sanity check, every ``every_n_epochs`` epochs, once per epoch."""
-        if trainer.sanity_checking or self.probe is None or self._evaluation is None:
+        """Whether to explain this validation.
+
+        In ``fit`` every validation run the schedule picks (never the sanity check); always in
+        ``validate``.
+        """
+        if trainer.sanity_checking:
             return False
+        ready = self.probe is not None and self._evaluation is not None
         if getattr(trainer.state.fn, "value", trainer.state.fn) != "fit":
-            return True
-        epoch = trainer.current_epoch
-        return (epoch + 1) % self.config.every_n_epochs == 0 and epoch != self._last_epoch_run
+            return ready
+        return self.schedule.due(trainer) and ready
 
     # --- one evaluation ------------------------------------------------------------------------
 
@@ -154,7 +286,6 @@ class MonitorLogic:
         warned about (``on_error="warn"``), or raised as :class:`MonitorError`.
         """
         network = self._require_network()
-        self._last_epoch_run = trainer.current_epoch
         start = time.perf_counter()
         with preserved_training_state(pl_module), torch.inference_mode(False), torch.no_grad():
             outcome = self._evaluate(trainer, network)
@@ -171,13 +302,25 @@ class MonitorLogic:
         evaluation.seconds = {}
         try:
             kept = self.guard.agreed(trainer, lambda: self._local_pass(trainer, network))
+            evaluation.agree_on_failures(self._reduce(trainer))
             results, reference = self.guard.agreed(trainer, self._compute)
+            for (method, name), error in evaluation.failures.items():
+                self.guard.report_result(trainer, f"{method}/{name}", error)
             maps = self.guard.agreed(trainer, lambda: self._gather_figure_maps(trainer, kept))
+            maps = {m: v for m, v in maps.items() if not evaluation.failed(m, ATTRIBUTION)}
         except AbandonedError:
             return None
         finally:
             evaluation.reset()
         return results, reference, maps
+
+    @staticmethod
+    def _reduce(trainer: Any) -> Any:
+        """Sums a tensor over processes (``None`` with one process)."""
+        if trainer.world_size == 1:
+            return None
+        strategy = trainer.strategy
+        return lambda flags: strategy.reduce(flags.to(strategy.root_device), reduce_op="sum")
 
     def _publish(
         self, trainer: Any, pl_module: Any, network: nn.Module, outcome: Any, seconds: float
@@ -344,7 +487,12 @@ class MonitorLogic:
         pl_module.log_dict(scalars, on_step=False, on_epoch=True, batch_size=1)
         if trainer.is_global_zero:  # and per method one TensorBoard run, one tag per metric
             send_scalars(trainer, self.runs, prefix, scalars)
-        row = {"epoch": float(trainer.current_epoch), "step": float(logging_step(trainer))}
+        fitting = getattr(trainer.state.fn, "value", trainer.state.fn) == "fit"
+        row = {
+            "epoch": float(trainer.current_epoch),
+            "step": float(logging_step(trainer)),
+            "fit": float(fitting),  # 0.0: a `trainer.validate` run (e.g. before training)
+        }
         if self.num_failures:
             row[f"{prefix}/failures"] = float(self.num_failures)
         self.history.append(row | scalars)
@@ -398,6 +546,7 @@ class MonitorLogic:
             "history": list(self.history),
             "num_failures": self.num_failures,
             "fixed_noise_alpha": self.fixed_noise_alpha,
+            "schedule": self.schedule.state(),
         }
 
     def load_monitor_state(self, state: Mapping[str, Any]) -> None:
@@ -408,4 +557,5 @@ class MonitorLogic:
         self.num_failures = int(state.get("num_failures", 0))
         fixed = state.get("fixed_noise_alpha")
         self.fixed_noise_alpha = None if fixed is None else float(fixed)
+        self.schedule.load(state.get("schedule", {}))
         self._grids_built = False

@@ -8,11 +8,19 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+)
 
+from dave_lightning.callbacks._safety import preserved_generators, preserved_rng
 from dave_lightning.errors import BadInputError
 
-__all__ = ["Probe", "parse_batch", "select_probe"]
+__all__ = ["Probe", "loader_indices", "parse_batch", "probe_still_in", "select_probe"]
 
 _IMAGE_KEYS = ("images", "image", "inputs", "input", "x")
 _LABEL_KEYS = ("labels", "label", "targets", "target", "y")
@@ -145,9 +153,15 @@ def parse_batch(batch: Any) -> tuple[Tensor, Tensor, list[Tensor] | None, Tensor
         raise BadInputError.for_argument(
             "batch labels", f"{batch_size} integer class labels", f"shape {tuple(labels.shape)}"
         )
-    if masks is not None and (not isinstance(masks, Tensor) or masks.shape[0] != batch_size):
+    if isinstance(masks, Tensor) and masks.dim() == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]  # (B, 1, H, W): one channel
+    expected = (batch_size, *images.shape[2:])
+    if masks is not None and (not isinstance(masks, Tensor) or tuple(masks.shape) != expected):
+        received = (
+            f"shape {tuple(masks.shape)}" if isinstance(masks, Tensor) else type(masks).__name__
+        )
         raise BadInputError.for_argument(
-            "mask", f"a ({batch_size}, H, W) bool tensor", type(masks).__name__
+            "mask", f"a {expected} bool tensor (one mask per image, at the image size)", received
         )
     return (
         images.detach().cpu().clone(),
@@ -162,30 +176,72 @@ def _collate(loader: DataLoader, samples: list[Any]) -> Any:
     return collate(samples) if collate is not None else samples
 
 
-def _sampler_indices(loader: DataLoader) -> Tensor | None:
-    """The dataset indices the loader's sampler is restricted to, when it says (``.indices``).
+def _whole_dataset(sampler: Any) -> bool:
+    """Samplers known to yield every dataset index once (no need to iterate them)."""
+    if type(sampler) is SequentialSampler:
+        return True
+    return (
+        type(sampler) is RandomSampler
+        and not sampler.replacement
+        and (sampler._num_samples is None)
+    )
 
-    E.g. ``SubsetRandomSampler`` over a dataset shared with training. Looks at the sampler, the
-    batch sampler's sampler, and inside Lightning's distributed wrappers of a custom sampler.
+
+def _unwrap_distributed(sampler: Any) -> Any:
+    """The sampler every process shares, behind Lightning's and torch's distributed samplers.
+
+    Under DDP each process's loader yields only its shard; the probe must be the same set on
+    every process, so it is drawn from what the undivided sampler yields. Returns ``None`` for
+    a plain ``DistributedSampler`` (Lightning's replacement of a sequential or random sampler:
+    the whole dataset).
     """
+    if not isinstance(sampler, DistributedSampler):
+        return sampler
+    # Lightning's DistributedSamplerWrapper keeps the user's sampler as `dataset._sampler`
+    return getattr(sampler.dataset, "_sampler", None)
+
+
+def _yielded(iterable: Any, limit: int) -> list[int]:
+    """The first ``limit`` items of a sampler, batches flattened into indices."""
+    indices: list[int] = []
+    for item in iterable:
+        indices += (
+            [int(i) for i in item] if isinstance(item, list | tuple | Tensor) else [int(item)]
+        )
+        if len(indices) >= limit:
+            break
+    return indices
+
+
+def loader_indices(loader: DataLoader) -> Tensor:
+    """The sorted dataset indices a map-style validation loader yields, each once.
+
+    Iterates the loader's batch sampler (or its sampler), so a plain list of indices, a custom
+    ``Sampler`` or ``batch_sampler``, ``SubsetRandomSampler`` or a sampler over a dataset shared
+    with training contribute exactly their own indices. Iterating may draw random numbers: call
+    it inside :func:`~dave_lightning.callbacks._safety.preserved_rng` and
+    :func:`~dave_lightning.callbacks._safety.preserved_generators`.
+    """
+    size = len(loader.dataset)  # type: ignore[arg-type]
+    sampler: Any = loader.sampler
     batch_sampler = getattr(loader, "batch_sampler", None)
-    for sampler in (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
-        # Lightning's DistributedSamplerWrapper keeps the user's sampler as `dataset._sampler`
-        inner = getattr(getattr(sampler, "dataset", None), "_sampler", None)
-        for candidate in (sampler, inner):
-            indices = getattr(candidate, "indices", None)
-            if indices is not None:
-                return torch.tensor([int(index) for index in indices], dtype=torch.long)
-    return None
+    custom_batches = False
+    if batch_sampler is not None and getattr(batch_sampler, "sampler", None) is not sampler:
+        # the user's batch_sampler (DataLoader's own wraps `loader.sampler`)
+        custom_batches = type(batch_sampler) is not BatchSampler
+        sampler = batch_sampler if custom_batches else batch_sampler.sampler
+    source = sampler if custom_batches else _unwrap_distributed(sampler)
+    if source is None or _whole_dataset(source):
+        return torch.arange(size)
+    limit = len(source) if hasattr(source, "__len__") else size
+    limit = limit * getattr(source, "batch_size", size) if custom_batches else limit
+    return torch.tensor(sorted(set(_yielded(source, max(limit, 1)))), dtype=torch.long)
 
 
 def _by_index(loader: DataLoader, count: int, seed: int) -> tuple[Any, Tensor]:
-    allowed = _sampler_indices(loader)
-    size = len(loader.dataset) if allowed is None else len(allowed)  # type: ignore[arg-type]
+    allowed = loader_indices(loader)
     generator = torch.Generator().manual_seed(seed)
-    indices = torch.randperm(size, generator=generator)[: min(count, size)]
-    if allowed is not None:
-        indices = allowed[indices]
+    indices = allowed[torch.randperm(len(allowed), generator=generator)[: min(count, len(allowed))]]
     samples = [loader.dataset[int(i)] for i in indices]
     return _collate(loader, samples), indices
 
@@ -211,6 +267,15 @@ def _by_iteration(loader: DataLoader, count: int, transform: Callable[[Any], Any
     )
 
 
+def _rng_owners(loader: DataLoader) -> list[Any]:
+    """The loader and every sampler inside it (each may hold a ``generator``)."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    samplers = [getattr(loader, "sampler", None), batch_sampler]
+    samplers.append(getattr(batch_sampler, "sampler", None))
+    samplers += [getattr(getattr(s, "dataset", None), "_sampler", None) for s in samplers]
+    return [loader, *(s for s in samplers if s is not None)]
+
+
 def select_probe(
     loader: DataLoader,
     num_images: int,
@@ -219,13 +284,20 @@ def select_probe(
 ) -> Probe:
     """Choose the probe set once, deterministically, from a validation loader.
 
-    A map-style dataset is indexed directly: a seeded random subset of ``num_images`` indices,
-    collated with the loader's ``collate_fn`` (no loader iterator is created, so no RNG stream is
-    touched and the sampler's order is irrelevant; every process picks the same set). When the
-    sampler is restricted to some indices (it has ``.indices``, like ``SubsetRandomSampler``),
-    the subset is drawn from those only, so a dataset shared with training never lends the probe
-    a training image. Other datasets contribute their first ``num_images`` samples in loader
+    A map-style dataset: a seeded random subset of ``num_images`` of the indices the loader's
+    sampler (or batch sampler) yields, sorted (so the sampler's order is irrelevant and every
+    process picks the same set), collated with the loader's ``collate_fn``. A plain list of
+    indices, a custom ``Sampler`` or ``batch_sampler``, ``SubsetRandomSampler``: the probe is
+    drawn from their indices only, so a dataset shared with training never lends the probe a
+    training image. Other datasets contribute their first ``num_images`` samples in loader
     order.
+
+    Choosing changes no random stream: Python's, NumPy's, torch's and CUDA's global generators
+    and the ``generator`` of the loader and of each of its samplers are restored afterwards
+    (iterating a sampler or a loader draws from them). A dataset's own random state (e.g. an
+    ``IterableDataset`` holding a private ``numpy`` generator it advances while iterating) cannot
+    be seen from outside and is not protected: give such datasets a map-style twin for
+    validation, or make them reseed at ``__iter__``.
 
     Args:
         loader: The validation data loader.
@@ -239,12 +311,13 @@ def select_probe(
     transform = batch_transform or (lambda batch: batch)
     dataset = getattr(loader, "dataset", None)
     map_style = not isinstance(dataset, IterableDataset) and hasattr(dataset, "__getitem__")
-    if dataset is not None and map_style and hasattr(dataset, "__len__"):
-        batch, indices = _by_index(loader, num_images, seed)
-        images, labels, boxes, masks = parse_batch(transform(batch))
-    else:
-        images, labels, boxes, masks = _by_iteration(loader, num_images, transform)
-        indices = torch.arange(images.shape[0])
+    with preserved_rng(), preserved_generators(_rng_owners(loader)):
+        if dataset is not None and map_style and hasattr(dataset, "__len__"):
+            batch, indices = _by_index(loader, num_images, seed)
+            images, labels, boxes, masks = parse_batch(transform(batch))
+        else:
+            images, labels, boxes, masks = _by_iteration(loader, num_images, transform)
+            indices = torch.arange(images.shape[0])
     keep = slice(0, num_images)
     return Probe(
         images=images[keep],
@@ -252,4 +325,33 @@ def select_probe(
         indices=indices[keep].long(),
         boxes=None if boxes is None else boxes[keep],
         masks=None if masks is None else masks[keep],
+    )
+
+
+def probe_still_in(
+    loader: DataLoader, probe: Probe, batch_transform: Callable[[Any], Any] | None = None
+) -> bool:
+    """Whether ``loader`` still yields the probe's images at the probe's indices.
+
+    True for a resumed run on the same validation data (whatever the seed), false for other
+    data. Reads only the probe's samples (the first ones of an iterable dataset), every random
+    stream restored as in :func:`select_probe`.
+    """
+    transform = batch_transform or (lambda batch: batch)
+    dataset = getattr(loader, "dataset", None)
+    map_style = not isinstance(dataset, IterableDataset) and hasattr(dataset, "__getitem__")
+    with preserved_rng(), preserved_generators(_rng_owners(loader)):
+        if dataset is not None and map_style and hasattr(dataset, "__len__"):
+            wanted = probe.indices.tolist()
+            if not set(wanted) <= set(loader_indices(loader).tolist()):
+                return False
+            batch = _collate(loader, [dataset[int(i)] for i in wanted])
+            images, labels, _, _ = parse_batch(transform(batch))
+        else:
+            images, labels, _, _ = _by_iteration(loader, len(probe), transform)
+            images, labels = images[: len(probe)], labels[: len(probe)]
+    return (
+        images.shape == probe.images.shape
+        and torch.equal(images.to(probe.images.dtype), probe.images)
+        and torch.equal(labels, probe.labels)
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,7 @@ from torch import nn
 
 from dave_lightning._common import restored_modes
 
-__all__ = ["preserved_training_state"]
+__all__ = ["preserved_generators", "preserved_rng", "preserved_training_state"]
 
 
 def _rng_states() -> dict[str, Any]:
@@ -33,6 +33,45 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states:
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Restore Python's, NumPy's, torch's and every initialised CUDA generator on exit."""
+    rng = _rng_states()
+    try:
+        yield
+    finally:
+        _restore_rng_states(rng)
+
+
+@contextlib.contextmanager
+def preserved_generators(owners: Iterable[Any]) -> Iterator[None]:
+    """Restore the ``generator`` (a ``torch.Generator``) of each object in ``owners`` on exit.
+
+    E.g. a ``DataLoader(generator=...)`` shared with the training loader, or a sampler's.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader
+        >>> shared = torch.Generator().manual_seed(0)
+        >>> loader = DataLoader(range(4), shuffle=True, generator=shared)
+        >>> with preserved_generators([loader, loader.sampler]):
+        ...     _ = list(loader)
+        >>> torch.equal(shared.get_state(), torch.Generator().manual_seed(0).get_state())
+        True
+    """
+    generators = {
+        id(generator): generator
+        for generator in (getattr(owner, "generator", None) for owner in owners)
+        if isinstance(generator, torch.Generator)
+    }
+    states = [(generator, generator.get_state()) for generator in generators.values()]
+    try:
+        yield
+    finally:
+        for generator, state in states:
+            generator.set_state(state)
 
 
 @contextlib.contextmanager

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dave_lightning.callbacks._safety import preserved_rng
 from dave_lightning.errors import ConfigurationError
 
-__all__ = ["check_validation_runs", "validation_loader"]
+__all__ = [
+    "check_validation_runs",
+    "load_fit_validation_data",
+    "validation_batches",
+    "validation_loader",
+]
 
 _RUNS_AT = "AttributionMonitor runs at the end of validation epochs, but this `fit` runs none"
 
@@ -86,3 +93,41 @@ validation loader (the trainer has 2 validation loaders: 0 to 1), received 2.
         f"`dataloader_idx`: expected the index of a validation loader (the trainer has {which}), "
         f"received {index}."
     )
+
+
+def load_fit_validation_data(trainer: Any, needs_training_data: bool = False) -> bool:
+    """At the start of ``fit``, load the validation (and training) data Lightning loads next.
+
+    Only when Lightning's sanity check will run: it loads the validation data right after
+    ``on_fit_start`` with every RNG stream isolated, so loading it here with the streams restored
+    changes nothing (the sanity check then reuses it). The training data (only when
+    ``needs_training_data``) is loaded through the public ``trainer.estimated_stepping_batches``,
+    which Lightning documents for use at this point; it sets the batch counts of the run.
+
+    Returns:
+        Whether ``trainer.val_dataloaders`` and ``trainer.num_val_batches`` are now known.
+    """
+    if needs_training_data:
+        with contextlib.suppress(Exception):  # e.g. no length: the bounds stay unknown
+            _ = trainer.estimated_stepping_batches
+    val_loop = getattr(
+        getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None), "val_loop", None
+    )
+    sanity_check = (
+        getattr(trainer, "num_sanity_val_steps", 0) > 0
+        and getattr(trainer, "enable_validation", False)
+        and not getattr(val_loop, "restarting", True)
+    )
+    if val_loop is None or not sanity_check:
+        return trainer.val_dataloaders is not None
+    with preserved_rng():
+        val_loop.setup_data()
+    return trainer.val_dataloaders is not None
+
+
+def validation_batches(trainer: Any, index: int) -> float | None:
+    """Batches per validation of the loader at ``index`` in ``fit`` (``None`` when unknown)."""
+    try:
+        return float(trainer.num_val_batches[index])
+    except (AttributeError, IndexError, TypeError):
+        return None

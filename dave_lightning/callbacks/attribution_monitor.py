@@ -1,6 +1,6 @@
 """AttributionMonitor: track explanation quality over epochs in TensorBoard.
 
-Attach it to a ``pytorch_lightning.Trainer``; at the end of validation epochs it explains a
+Attach it to a ``pytorch_lightning.Trainer``; at the end of validation runs it explains a
 fixed probe set of validation images with DAVE (and any baselines), scores the maps with GridPG,
 EnergyPG and pixel deletion, and logs the scores, a custom-scalars layout, overlays and deletion
 curves. Training is bit-for-bit unchanged by it.
@@ -47,7 +47,13 @@ class _MonitorHooks(MonitorLogic):
             DAVE picks a size that fits the device and the model (see
             :class:`~dave_lightning.DAVE`), the other methods use their own default (64), and
             GridPG's grid check scores 64 images per pass.
-        every_n_epochs: Run at the end of every n-th epoch's validation (once per epoch).
+        every_n_epochs: Explain once per n epochs: the first validation run at or after the end
+            of epoch n, 2n, ... ``None`` (with ``every_n_validations=None``): every validation
+            run of ``fit`` is explained, mid-epoch and step-based ones included (never the
+            sanity check). Excludes ``every_n_validations``.
+        every_n_validations: Explain the k-th, 2k-th, ... validation run of ``fit``. Excludes
+            ``every_n_epochs``. A schedule that cannot run in a ``fit`` (more epochs or
+            validations than it has, an empty validation loader) is a warning at its start.
         log_images: How many probe images get overlays each epoch (0 turns figures off).
         target: Explain the ``"label"`` or the model's prediction (``"pred"``).
         grid_size: GridPG grid side (2 gives 2×2 grids of four distinct classes).
@@ -66,7 +72,9 @@ class _MonitorHooks(MonitorLogic):
         log_prefix: Tag prefix: scalars are ``{log_prefix}/{method}/{metric}``.
         on_error: ``"warn"`` (count, log as ``{log_prefix}/failures``, warn, go on) or
             ``"raise"`` when any step of an evaluation fails (attribution, metrics, logging,
-            figures).
+            figures, choosing the probe). With ``"warn"`` each method's maps and each
+            (method, metric) result fail on their own: the others are still logged, and each
+            kind of failure is warned about once.
         batch_transform: Turns a validation batch into ``(images, labels[, boxes])`` or a dict.
         model_attribute: Attribute path of the network inside the LightningModule (default: the
             LightningModule itself, whose forward must return logits).
@@ -100,7 +108,8 @@ class _MonitorHooks(MonitorLogic):
         aggregation: str = "robust",
         method_options: Mapping[str, Mapping[str, Any]] | None = None,
         max_batch_size: int | str = "auto",
-        every_n_epochs: int = 1,
+        every_n_epochs: int | None = None,
+        every_n_validations: int | None = None,
         log_images: int = 8,
         target: str = "label",
         grid_size: int = 2,
@@ -139,6 +148,7 @@ class _MonitorHooks(MonitorLogic):
             method_options=dict(method_options or {}),
             max_batch_size=max_batch_size,
             every_n_epochs=every_n_epochs,
+            every_n_validations=every_n_validations,
             log_images=log_images,
             target=target,
             grid_size=grid_size,
@@ -178,8 +188,17 @@ class _MonitorHooks(MonitorLogic):
         """
         if stage == "fit":
             check_validation_runs(trainer, pl_module)
+            self.restart_schedule()  # a checkpoint, restored after setup, brings its own
         if stage in ("fit", "validate"):
             self.setup_monitor(pl_module)
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Check the validation loader and warn about a schedule that can never run."""
+        self.check_fit_start(trainer)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Without a sanity check: warn after the first epoch when validation was empty."""
+        self.check_validation_loaded(trainer)
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe set on the first validation (the sanity check when there is one)."""
@@ -189,6 +208,8 @@ class _MonitorHooks(MonitorLogic):
         """Explain the probe set, score the maps, log everything."""
         if self.should_run(trainer):
             self.run(trainer, pl_module)
+        elif not trainer.sanity_checking:
+            self.guard.log_count(pl_module)  # e.g. the probe could not be chosen
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Close the per-method TensorBoard runs at the end of fit/validate."""

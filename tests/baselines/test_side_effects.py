@@ -123,11 +123,17 @@ def test_a_target_the_model_rejects_mid_call_leaves_nothing_behind(name: str) ->
     assert_untouched(before, model)
 
 
+def _refuse(*_: object) -> None:
+    raise AssertionError("Input height (40) doesn't match model (32).")
+
+
 @pytest.mark.parametrize("name", RUNS_MODEL)
 def test_a_model_that_raises_early_leaves_nothing_behind(name: str) -> None:
     model = awkward_model()
     attributor = build(name, model)
-    images = random_images(2, 3, 40, 40)  # the patch embedding refuses 40x40
+    images = random_images(2, 3, 32, 32)
+    # the patch embedding refuses its input (a wrong size is now refused before any pass)
+    model.patch_embed.register_forward_pre_hook(_refuse)
     before = ModelState.capture(model)
     with pytest.raises(AssertionError, match="Input height"):
         attributor.attribute(images, 1)

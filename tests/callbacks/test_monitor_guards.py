@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
+from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
 
 from dave_lightning import ConfigurationError
@@ -23,6 +24,10 @@ QUICK = dict(FAST, methods=["gradient"], metrics=["energy_pg", "deletion_auc"])
 
 def _raise(*_: Any, **__: Any) -> Any:
     raise ValueError("broken step (simulated)")
+
+
+def _disk_full(*_: Any, **__: Any) -> Any:
+    raise OSError("disk full (simulated)")
 
 
 class _NoScalarLogging(TinyClassifier):
@@ -41,9 +46,9 @@ def _break(step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
     elif step == "figure drawing":  # the overlays' extra model forward, then matplotlib
         monkeypatch.setattr("dave_lightning.callbacks._report.attribution_figure", _raise)
         return {"figure_dir": str(tmp_path / "png")}  # figures are drawn without a logger too
-    elif step == "png writing":
-        (tmp_path / "a_file").write_text("not a folder")
-        return {"figure_dir": str(tmp_path / "a_file" / "png")}
+    elif step == "png writing":  # a figure_dir that is a file fails at construction instead
+        monkeypatch.setattr(Figure, "savefig", _disk_full)
+        return {"figure_dir": str(tmp_path / "png")}
     return {}
 
 
@@ -53,7 +58,7 @@ def _break(step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
         ("metric compute", r"ValueError: broken step \(simulated\)"),
         ("gathering overlay maps", r"ValueError: broken step \(simulated\)"),
         ("figure drawing", r"ValueError: broken step \(simulated\)"),
-        ("png writing", r"NotADirectoryError: .*a_file"),
+        ("png writing", r"OSError: disk full \(simulated\)"),
         ("scalar logging", r"ValueError: broken step \(simulated\)"),
     ],
 )
@@ -71,9 +76,11 @@ def test_a_failure_outside_attribution_is_counted_logged_and_training_goes_on(
     assert len(model.seen) == 6
 
 
-def test_a_failing_figure_step_raises_with_on_error_raise(tmp_path: Path) -> None:
-    (tmp_path / "a_file").write_text("not a folder")
-    monitor = AttributionMonitor(on_error="raise", figure_dir=str(tmp_path / "a_file"), **QUICK)
+def test_a_failing_figure_step_raises_with_on_error_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Figure, "savefig", _disk_full)
+    monitor = AttributionMonitor(on_error="raise", figure_dir=str(tmp_path / "png"), **QUICK)
     with pytest.raises(MonitorError, match="failed") as caught:
         trainer(tmp_path, [monitor], logger=False).fit(TinyClassifier(), *loaders())
     assert isinstance(caught.value.__cause__, OSError)

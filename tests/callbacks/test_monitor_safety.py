@@ -67,9 +67,10 @@ def test_a_misbehaving_attributor_leaves_training_bit_for_bit_unchanged(
 ) -> None:
     without = training_fingerprint(tmp_path / "without", [], **MID_ACCUMULATION)
     monitor = AttributionMonitor(methods=["misbehaving"], **FAST)
-    with pytest.warns(RuntimeWarning, match=r"misbehaved \(simulated\)\); training goes on"):
+    with pytest.warns(RuntimeWarning, match=r"misbehaved \(simulated\)\); .* training goes on"):
         with_monitor = training_fingerprint(tmp_path / "with", [monitor], **MID_ACCUMULATION)
-    assert monitor.num_failures == 2  # it ran (and failed) once per epoch
+    # it ran (and failed) at each of the 6 validations: the probe maps and the grid maps
+    assert monitor.num_failures == 12
     assert with_monitor["after_each_validation"][1]["grad"][1] is not None  # live gradients
     assert_same(without, with_monitor)
 

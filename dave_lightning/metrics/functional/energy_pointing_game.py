@@ -133,8 +133,9 @@ def _energy_pointing_game_update(
     finite = finite_maps(maps)
     empty = ~region.flatten(1).any(dim=1)
     positive = torch.where(finite[:, None, None], maps, torch.zeros_like(maps)).clamp(min=0)
-    inside = torch.where(region, positive, torch.zeros_like(positive)).sum(dim=(1, 2))
-    scores = positive_mass_ratio(inside, positive.sum(dim=(1, 2)))
+    wide = torch.promote_types(maps.dtype, torch.float32)  # half-precision sums overflow
+    inside = torch.where(region, positive, torch.zeros_like(positive)).sum(dim=(1, 2), dtype=wide)
+    scores = positive_mass_ratio(inside, positive.sum(dim=(1, 2), dtype=wide)).to(maps.dtype)
     invalid = empty | ~finite
     return torch.where(invalid, torch.full_like(scores, float("nan")), scores), finite, empty
 
