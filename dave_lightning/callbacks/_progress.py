@@ -37,6 +37,7 @@ class EvaluationProgress:
                 file=sys.stderr,
                 leave=False,
                 dynamic_ncols=True,
+                mininterval=0,  # a handful of slow steps: draw every one, the last included
             )
 
     @classmethod
