@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -140,9 +141,29 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_one_line(command: str, loud: type[Warning]) -> Any:
+    """A ``warnings.showwarning`` that prints ``loud`` warnings as one ``prog: warning:`` line."""
+    default = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, loud):
+            print(f"dave-lightning {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def _explain(args: argparse.Namespace) -> int:
     from dave_lightning.errors import DaveError
-    from dave_lightning.explain import ExplainOptions, explain_images
+    from dave_lightning.explain import ExplainOptions, RandomWeightsWarning, explain_images
 
     options = ExplainOptions(
         images=args.images,
@@ -158,7 +179,10 @@ def _explain(args: argparse.Namespace) -> int:
         device=args.device,
     )
     try:
-        written = explain_images(options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RandomWeightsWarning)
+            warnings.showwarning = _show_one_line("explain", RandomWeightsWarning)
+            written = explain_images(options)
     except DaveError as error:
         print(f"dave-lightning explain: error: {error}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,9 +43,13 @@ __all__ = [
     "ExplainError",
     "ExplainOptions",
     "ModelCreationError",
+    "RandomWeightsWarning",
     "checkpoint_state",
     "create_model",
     "explain_images",
+    "figure_title",
+    "has_random_weights",
+    "imagenet_class_names",
     "load_weights",
     "output_names",
     "preprocess",
@@ -56,8 +61,19 @@ _VIT_HINT = (
 )
 
 
+_RANDOM_WEIGHTS = (
+    "the model has random weights (no --pretrained, no --checkpoint): its predictions and maps "
+    "mean nothing; pass --pretrained or --checkpoint FILE"
+)
+_RANDOM_TITLE = "RANDOM WEIGHTS: class and map mean nothing"
+
+
 class ExplainError(DaveError):
     """A problem the ``explain`` command reports in one line (no traceback)."""
+
+
+class RandomWeightsWarning(UserWarning):
+    """``explain`` was asked to explain a model that has neither pretrained nor loaded weights."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +200,32 @@ def build_model(options: ExplainOptions) -> tuple[nn.Module, list[str] | None]:
         load_weights(model, state)
     hyper = (checkpoint or {}).get("hyper_parameters", {}) or {}
     names = hyper.get("class_names")
-    return model.eval(), list(names) if isinstance(names, list | tuple) else None
+    if isinstance(names, list | tuple):
+        return model.eval(), [str(name) for name in names]
+    return model.eval(), imagenet_class_names(model)
+
+
+def imagenet_class_names(model: nn.Module) -> list[str] | None:
+    """Short ImageNet class names for a timm model whose head is timm's ImageNet head.
+
+    timm ships the ImageNet-1k (and 21k) synsets and descriptions; the subset is inferred from
+    the number of classes of the head, and only trusted when the model kept the head of its
+    ``pretrained_cfg`` (a head resized with ``num_classes`` is another task).
+
+    Example:
+        >>> import timm
+        >>> names = imagenet_class_names(timm.create_model("vit_tiny_patch16_224"))
+        >>> len(names), names[0], names[700]
+        (1000, 'tench', 'paper towel')
+        >>> imagenet_class_names(timm.create_model("vit_tiny_patch16_224", num_classes=6)) is None
+        True
+    """
+    pretrained_classes = (getattr(model, "pretrained_cfg", None) or {}).get("num_classes")
+    subset = timm.data.infer_imagenet_subset(model)
+    if subset is None or getattr(model, "num_classes", None) != pretrained_classes:
+        return None
+    info = timm.data.ImageNetInfo(subset)
+    return [info.index_to_description(index).split(",")[0] for index in range(info.num_classes())]
 
 
 def _data_config(model: nn.Module) -> dict[str, Any]:
@@ -301,8 +342,31 @@ def _attribute(
     return maps
 
 
+def figure_title(
+    image: Path, label: str, probability: float, *, random_weights: bool = False
+) -> str:
+    """The title written on an image's figure: file, class, probability, random-weights notice.
+
+    Example:
+        >>> print(figure_title(Path("cat.jpg"), "tabby", 0.8125, random_weights=True))
+        cat.jpg: tabby (0.81)
+        RANDOM WEIGHTS: class and map mean nothing
+    """
+    title = f"{Path(image).name}: {label} ({probability:.2f})"
+    return f"{title}\n{_RANDOM_TITLE}" if random_weights else title
+
+
+def has_random_weights(options: ExplainOptions) -> bool:
+    """Whether the model would keep its random initialisation (no pretrained weights, no file)."""
+    return not options.pretrained and options.checkpoint is None
+
+
 def explain_images(options: ExplainOptions) -> list[Path]:
     """Attribute every image and write one PNG each into ``options.out``.
+
+    A model with random weights (neither ``pretrained`` nor ``checkpoint``) is explained all the
+    same, with a :class:`RandomWeightsWarning` and a notice in every figure's title: gradient
+    maps follow image edges even then, which makes them look convincing.
 
     Returns:
         The written files, named by :func:`output_names`.
@@ -316,6 +380,9 @@ def explain_images(options: ExplainOptions) -> list[Path]:
 
     from dave_lightning.viz import attribution_figure, to_display
 
+    random_weights = has_random_weights(options)
+    if random_weights:
+        warnings.warn(_RANDOM_WEIGHTS, RandomWeightsWarning, stacklevel=2)
     pictures = [_load_image(Path(path)) for path in options.images]
     _device(options.device)  # fail before building the model
     model, class_names = build_model(options)
@@ -336,7 +403,9 @@ def explain_images(options: ExplainOptions) -> list[Path]:
         label = (
             class_names[target] if class_names and target < len(class_names) else f"class {target}"
         )
-        title = f"{Path(path).name}: {label} ({float(probabilities[index, target]):.2f})"
+        title = figure_title(
+            Path(path), label, float(probabilities[index, target]), random_weights=random_weights
+        )
         one = slice(index, index + 1)
         figure = attribution_figure(
             display[one], {options.method: maps[one]}, [title], cell_inches=3.0
