@@ -1,6 +1,7 @@
 """``dave-lightning explain``: attribute your own images with any timm model and checkpoint.
 
-Images are loaded with PIL and preprocessed with the model's own timm data configuration
+Images are loaded upright in RGB (:func:`~dave_lightning.image_files.load_rgb`: EXIF orientation,
+16-bit and float samples scaled) and preprocessed with the model's own timm data configuration
 (resize, crop, normalisation); each gets one PNG with the image, the overlay and the predicted
 class and score in the title.
 
@@ -27,7 +28,7 @@ from typing import Any
 
 import timm
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor, nn
 
 from dave_lightning._timm_models import create_model, first_line
@@ -37,6 +38,7 @@ from dave_lightning.errors import (
     ModelCreationError,
     UnsupportedModelError,
 )
+from dave_lightning.image_files import load_rgb
 from dave_lightning.registry import get_attributor
 
 __all__ = [
@@ -94,13 +96,10 @@ class ExplainOptions:
 
 
 def _load_image(path: Path) -> Image.Image:
-    if not path.is_file():
-        raise ExplainError(f"image not found: {path}")
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
-        raise ExplainError(f"cannot read image {path}: {error}") from None
+        return load_rgb(path)
+    except BadInputError as error:
+        raise ExplainError(str(error)) from None
 
 
 def _read_checkpoint(path: Path) -> Mapping[str, Any]:
