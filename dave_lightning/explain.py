@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import pickle
 import re
 import warnings
@@ -31,7 +32,9 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from dave_lightning._output_folder import writable_folder
 from dave_lightning._timm_models import create_model, first_line
+from dave_lightning.attributor import Attributor
 from dave_lightning.errors import (
     BadInputError,
     DaveError,
@@ -39,7 +42,7 @@ from dave_lightning.errors import (
     UnsupportedModelError,
 )
 from dave_lightning.image_files import load_rgb
-from dave_lightning.registry import get_attributor
+from dave_lightning.registry import available_attributors, get_attributor
 
 __all__ = [
     "ExplainError",
@@ -326,16 +329,20 @@ def _targets(options: ExplainOptions, logits: Tensor) -> Tensor:
     return torch.full((logits.shape[0],), index, dtype=torch.long)
 
 
-def _attribute(
-    options: ExplainOptions, model: nn.Module, images: Tensor, targets: Tensor
-) -> Tensor:
+def _attributor(options: ExplainOptions, model: nn.Module) -> Attributor:
     method_options = {"num_samples": options.num_samples} if options.method == "dave" else {}
     try:
-        attributor = get_attributor(options.method, model, **method_options)
-        maps: Tensor = attributor.attribute(images, targets.to(images.device))
+        return get_attributor(options.method, model, **method_options)
     except UnsupportedModelError as error:
         first = first_line(error).partition(";")[0].rstrip(":")
         raise ExplainError(f"{first}: {_VIT_HINT.format(method=options.method)}") from None
+    except BadInputError as error:
+        raise ExplainError(str(error)) from None
+
+
+def _attribute(attributor: Attributor, images: Tensor, targets: Tensor) -> Tensor:
+    try:
+        maps: Tensor = attributor.attribute(images, targets.to(images.device))
     except BadInputError as error:
         raise ExplainError(str(error)) from None
     return maps
@@ -360,6 +367,33 @@ def has_random_weights(options: ExplainOptions) -> bool:
     return not options.pretrained and options.checkpoint is None
 
 
+def _check_method(method: str) -> None:
+    names = available_attributors()
+    if method in names:
+        return
+    close = difflib.get_close_matches(method, names, n=1, cutoff=0.75)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ExplainError(f"--method {method!r} is not a method{hint}; available: {', '.join(names)}")
+
+
+def _check_options(options: ExplainOptions) -> None:
+    """Refuse bad values in one line naming their flag, then create the output folder."""
+    if options.num_samples < 1:
+        raise ExplainError(f"--num-samples must be at least 1, not {options.num_samples}")
+    if options.num_classes is not None and options.num_classes < 1:
+        raise ExplainError(f"--num-classes must be at least 1, not {options.num_classes}")
+    if options.target != "pred" and not (options.target.isdigit()):
+        raise ExplainError(
+            f"--target must be 'pred' or a class index (0, 1, ...), not {options.target!r}"
+        )
+    _check_method(options.method)
+    _device(options.device)
+    try:
+        writable_folder(options.out, "--out")
+    except BadInputError as error:
+        raise ExplainError(str(error)) from None
+
+
 def explain_images(options: ExplainOptions) -> list[Path]:
     """Attribute every image and write one PNG each into ``options.out``.
 
@@ -371,28 +405,30 @@ def explain_images(options: ExplainOptions) -> list[Path]:
         The written files, named by :func:`output_names`.
 
     Raises:
-        ExplainError: For a missing/unreadable image or checkpoint, a model timm cannot build,
-            a checkpoint that does not fit, a device this machine lacks, a bad target, or a
-            method the model does not support.
+        ExplainError: Before any work, for a bad value (``num_samples``, ``num_classes``,
+            ``target``, ``method``, ``device``), an ``out`` that is a file or not writable, or a
+            missing/unreadable image; then for a checkpoint torch cannot read, a model timm
+            cannot build, a checkpoint that does not fit, a target outside the model's classes,
+            or a method the model does not support.
     """
     import matplotlib.pyplot as plt
 
     from dave_lightning.viz import attribution_figure, to_display
 
-    random_weights = has_random_weights(options)
-    if random_weights:
-        warnings.warn(_RANDOM_WEIGHTS, RandomWeightsWarning, stacklevel=2)
+    _check_options(options)
     pictures = [_load_image(Path(path)) for path in options.images]
-    _device(options.device)  # fail before building the model
     model, class_names = build_model(options)
     device = _to_device(model, options.device)
+    attributor = _attributor(options, model)
     images, config = preprocess(pictures, model)
     images = images.to(device)
     with torch.no_grad():
         probabilities = model(images).softmax(dim=1)
     targets = _targets(options, probabilities)
-    maps = _attribute(options, model, images, targets)
-    options.out.mkdir(parents=True, exist_ok=True)
+    random_weights = has_random_weights(options)
+    if random_weights:  # after every check, so that an error stays the only line
+        warnings.warn(_RANDOM_WEIGHTS, RandomWeightsWarning, stacklevel=2)
+    maps = _attribute(attributor, images, targets)
     display = to_display(images, config["mean"], config["std"])
     written = []
     for index, (path, name) in enumerate(
