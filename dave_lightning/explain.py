@@ -105,6 +105,19 @@ def _load_image(path: Path) -> Image.Image:
         raise ExplainError(str(error)) from None
 
 
+def _unpickling_problem(error: Exception) -> str:
+    """The weights-only refusal of torch.load as one plain sentence (torch's has ANSI codes)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused is None:
+        return first_line(ValueError(text))
+    return (
+        f"it holds pickled Python objects (here {refused.group(1)}, as torch.save(model) "
+        "writes), which explain never unpickles (torch.load with weights_only=True, for safety); "
+        "save the weights with torch.save(model.state_dict(), path) instead"
+    )
+
+
 def _read_checkpoint(path: Path) -> Mapping[str, Any]:
     if not path.is_file():
         raise ExplainError(f"checkpoint not found: {path}")
@@ -112,7 +125,7 @@ def _read_checkpoint(path: Path) -> Mapping[str, Any]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:  # also what weights_only=True refuses
         raise ExplainError(
-            f"cannot read checkpoint {path}: UnpicklingError: {first_line(error)}"
+            f"cannot read checkpoint {path}: UnpicklingError: {_unpickling_problem(error)}"
         ) from None
     except Exception as error:  # torch raises many types for files it cannot parse
         raise ExplainError(
