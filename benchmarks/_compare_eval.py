@@ -132,6 +132,7 @@ def build_grids(
             model=model,
             min_confidence=threshold,
             seed=0,
+            on_empty="ignore",  # the report prints grids.reason
         )
         if len(grids) == num_grids:
             break

@@ -6,15 +6,22 @@ message on the command line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import timm
 from torch import nn
 
 from dave_lightning.errors import ModelCreationError
 
-__all__ = ["create_model", "first_line"]
+__all__ = ["create_model", "first_line", "hub_reachable"]
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
+_CONNECT_TIMEOUT_S = 3.0
 
 
 def first_line(error: BaseException) -> str:
@@ -38,12 +45,50 @@ def _creation_problem(
     return f"cannot create timm model {name!r}: {detail}"
 
 
+def hub_reachable(timeout: float = _CONNECT_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hugging Face Hub opens within ``timeout`` seconds.
+
+    Behind a proxy (``HTTPS_PROXY`` and friends) the answer is ``True``: the hub client knows
+    how to go through it and a direct connection proves nothing.
+    """
+    if any(os.environ.get(variable) for variable in _PROXY_VARIABLES):
+        return True
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _offline_unless_reachable() -> Iterator[None]:
+    """Hub offline mode while inside, when the hub cannot be reached: no 55 s of retries.
+
+    Offline mode still loads weights already in the local cache. The flag is restored on exit.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or hub_reachable():
+        yield
+        return
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = False
+
+
 def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """``timm.create_model``, with every failure turned into a one-line error.
 
     Args:
         name: A timm model name.
-        pretrained: Load timm's pretrained weights (needs network access or a local copy).
+        pretrained: Load timm's pretrained weights (needs network access or a local copy; when
+            the hub cannot be reached within 3 s, only the local cache is tried).
         **kwargs: Further ``timm.create_model`` arguments.
 
     Returns:
@@ -54,7 +99,11 @@ def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Mo
             weights that cannot be fetched, or any other failure while building.
     """
     try:
-        model: nn.Module = timm.create_model(name, pretrained=pretrained, **kwargs)
+        if pretrained:
+            with _offline_unless_reachable():
+                model: nn.Module = timm.create_model(name, pretrained=True, **kwargs)
+        else:
+            model = timm.create_model(name, pretrained=False, **kwargs)
     except Exception as error:  # timm, the hub and model constructors raise many types
         raise ModelCreationError(_creation_problem(name, pretrained, kwargs, error)) from None
     return model

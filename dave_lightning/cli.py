@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
-def _add_explain(commands: Any) -> None:
-    parser = commands.add_parser(
+def _add_explain(commands: Any) -> argparse.ArgumentParser:
+    from dave_lightning.registry import available_attributors
+
+    parser: argparse.ArgumentParser = commands.add_parser(
         "explain",
         help="attribute your own images with a timm model",
         description="Attribute images with a timm model (optionally a checkpoint) and write "
@@ -35,7 +38,11 @@ def _add_explain(commands: Any) -> None:
     parser.add_argument("--checkpoint", type=Path, help="Lightning checkpoint or state dict")
     parser.add_argument("--pretrained", action="store_true", help="load timm's pretrained weights")
     parser.add_argument("--target", default="pred", help="'pred' or a class index (default pred)")
-    parser.add_argument("--method", default="dave", help="attribution method (default dave)")
+    parser.add_argument(
+        "--method",
+        default="dave",
+        help="attribution method (default dave): " + ", ".join(available_attributors()),
+    )
     parser.add_argument("--num-samples", type=int, default=50, help="DAVE samples (default 50)")
     parser.add_argument("--num-classes", type=int, help="classes of the model's head")
     parser.add_argument(
@@ -54,13 +61,14 @@ def _add_explain(commands: Any) -> None:
     parser.add_argument(
         "--signed", action="store_true", help="show negative evidence too (blue-white-red map)"
     )
+    return parser
 
 
-def _add_demo(commands: Any) -> None:
+def _add_demo(commands: Any) -> argparse.ArgumentParser:
     from dave_lightning.demo.run import DEFAULT_MODEL, DemoConfig
 
     defaults = DemoConfig()
-    parser = commands.add_parser(
+    parser: argparse.ArgumentParser = commands.add_parser(
         "demo",
         help="fine-tune a tiny ViT on the embedded dataset with the attribution monitor",
         description="Fine-tune a small timm ViT on the embedded synthetic shapes dataset with "
@@ -92,17 +100,20 @@ def _add_demo(commands: Any) -> None:
     parser.add_argument("--num-samples", type=int, default=defaults.num_samples, help="DAVE's N")
     parser.add_argument("--num-images", type=int, default=defaults.num_images, help="probe size")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each command's own (for its usage on bad flags)."""
+    from dave_lightning import __version__
+
     parser = argparse.ArgumentParser(
         prog="dave-lightning",
         description="DAVE attributions and explanation-quality monitoring for timm ViTs.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_demo(commands)
-    _add_explain(commands)
-    return parser
+    return parser, {"demo": _add_demo(commands), "explain": _add_explain(commands)}
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -146,9 +157,29 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_one_line(command: str, loud: type[Warning]) -> Any:
+    """A ``warnings.showwarning`` that prints ``loud`` warnings as one ``prog: warning:`` line."""
+    default = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, loud):
+            print(f"dave-lightning {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def _explain(args: argparse.Namespace) -> int:
     from dave_lightning.errors import DaveError
-    from dave_lightning.explain import ExplainOptions, explain_images
+    from dave_lightning.explain import ExplainOptions, RandomWeightsWarning, explain_images
 
     options = ExplainOptions(
         images=args.images,
@@ -166,7 +197,10 @@ def _explain(args: argparse.Namespace) -> int:
         signed=args.signed,
     )
     try:
-        written = explain_images(options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RandomWeightsWarning)
+            warnings.showwarning = _show_one_line("explain", RandomWeightsWarning)
+            written = explain_images(options)
     except DaveError as error:
         print(f"dave-lightning explain: error: {error}", file=sys.stderr)
         return 2
@@ -184,8 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit status.
     """
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    parser, commands = _build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse reports them with the top-level usage; the command's is the useful one
+        command = commands.get(args.command, parser)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "explain":
         return _explain(args)
     if args.command == "demo":

@@ -1,6 +1,7 @@
 """``dave-lightning explain``: attribute your own images with any timm model and checkpoint.
 
-Images are loaded with PIL and preprocessed with the model's own timm data configuration
+Images are loaded upright in RGB (:func:`~dave_lightning.image_files.load_rgb`: EXIF orientation,
+16-bit and float samples scaled) and preprocessed with the model's own timm data configuration
 (resize, crop, normalisation); each gets one PNG with the image, the map alone (inferno on black),
 the overlay on a greyscale copy, a colour bar, and the predicted class and score in the title.
 A progress bar per image goes to stderr when it is a terminal (``ExplainOptions.progress``).
@@ -17,8 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import pickle
 import re
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,25 +30,32 @@ from typing import Any
 
 import timm
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor, nn
 
+from dave_lightning._output_folder import writable_folder
 from dave_lightning._timm_models import create_model, first_line
+from dave_lightning.attributor import Attributor
 from dave_lightning.errors import (
     BadInputError,
     DaveError,
     ModelCreationError,
     UnsupportedModelError,
 )
-from dave_lightning.registry import get_attributor
+from dave_lightning.image_files import load_rgb
+from dave_lightning.registry import available_attributors, get_attributor
 
 __all__ = [
     "ExplainError",
     "ExplainOptions",
     "ModelCreationError",
+    "RandomWeightsWarning",
     "checkpoint_state",
     "create_model",
     "explain_images",
+    "figure_title",
+    "has_random_weights",
+    "imagenet_class_names",
     "load_weights",
     "output_names",
     "preprocess",
@@ -57,8 +67,19 @@ _VIT_HINT = (
 )
 
 
+_RANDOM_WEIGHTS = (
+    "the model has random weights (no --pretrained, no --checkpoint): its predictions and maps "
+    "mean nothing; pass --pretrained or --checkpoint FILE"
+)
+_RANDOM_TITLE = "RANDOM WEIGHTS: class and map mean nothing"
+
+
 class ExplainError(DaveError):
     """A problem the ``explain`` command reports in one line (no traceback)."""
+
+
+class RandomWeightsWarning(UserWarning):
+    """``explain`` was asked to explain a model that has neither pretrained nor loaded weights."""
 
 
 @dataclass(frozen=True)
@@ -83,13 +104,23 @@ class ExplainOptions:
 
 
 def _load_image(path: Path) -> Image.Image:
-    if not path.is_file():
-        raise ExplainError(f"image not found: {path}")
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
-        raise ExplainError(f"cannot read image {path}: {error}") from None
+        return load_rgb(path)
+    except BadInputError as error:
+        raise ExplainError(str(error)) from None
+
+
+def _unpickling_problem(error: Exception) -> str:
+    """The weights-only refusal of torch.load as one plain sentence (torch's has ANSI codes)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused is None:
+        return first_line(ValueError(text))
+    return (
+        f"it holds pickled Python objects (here {refused.group(1)}, as torch.save(model) "
+        "writes), which explain never unpickles (torch.load with weights_only=True, for safety); "
+        "save the weights with torch.save(model.state_dict(), path) instead"
+    )
 
 
 def _read_checkpoint(path: Path) -> Mapping[str, Any]:
@@ -99,7 +130,7 @@ def _read_checkpoint(path: Path) -> Mapping[str, Any]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:  # also what weights_only=True refuses
         raise ExplainError(
-            f"cannot read checkpoint {path}: UnpicklingError: {first_line(error)}"
+            f"cannot read checkpoint {path}: UnpicklingError: {_unpickling_problem(error)}"
         ) from None
     except Exception as error:  # torch raises many types for files it cannot parse
         raise ExplainError(
@@ -189,7 +220,32 @@ def build_model(options: ExplainOptions) -> tuple[nn.Module, list[str] | None]:
         load_weights(model, state)
     hyper = (checkpoint or {}).get("hyper_parameters", {}) or {}
     names = hyper.get("class_names")
-    return model.eval(), list(names) if isinstance(names, list | tuple) else None
+    if isinstance(names, list | tuple):
+        return model.eval(), [str(name) for name in names]
+    return model.eval(), imagenet_class_names(model)
+
+
+def imagenet_class_names(model: nn.Module) -> list[str] | None:
+    """Short ImageNet class names for a timm model whose head is timm's ImageNet head.
+
+    timm ships the ImageNet-1k (and 21k) synsets and descriptions; the subset is inferred from
+    the number of classes of the head, and only trusted when the model kept the head of its
+    ``pretrained_cfg`` (a head resized with ``num_classes`` is another task).
+
+    Example:
+        >>> import timm
+        >>> names = imagenet_class_names(timm.create_model("vit_tiny_patch16_224"))
+        >>> len(names), names[0], names[700]
+        (1000, 'tench', 'paper towel')
+        >>> imagenet_class_names(timm.create_model("vit_tiny_patch16_224", num_classes=6)) is None
+        True
+    """
+    pretrained_classes = (getattr(model, "pretrained_cfg", None) or {}).get("num_classes")
+    subset = timm.data.infer_imagenet_subset(model)
+    if subset is None or getattr(model, "num_classes", None) != pretrained_classes:
+        return None
+    info = timm.data.ImageNetInfo(subset)
+    return [info.index_to_description(index).split(",")[0] for index in range(info.num_classes())]
 
 
 def _data_config(model: nn.Module) -> dict[str, Any]:
@@ -299,52 +355,112 @@ def _progress_bar(options: ExplainOptions, total: int) -> Any:
     return tqdm(total=total, desc=f"explain ({options.method})", unit="image", disable=disable)
 
 
-def _attribute(
-    options: ExplainOptions, model: nn.Module, images: Tensor, targets: Tensor
-) -> Tensor:
+def _attributor(options: ExplainOptions, model: nn.Module) -> Attributor:
     method_options = {"num_samples": options.num_samples} if options.method == "dave" else {}
     try:
-        attributor = get_attributor(options.method, model, **method_options)
-        targets = targets.to(images.device)
-        chunks = []
-        with _progress_bar(options, len(images)) as bar:
-            for index in range(len(images)):  # one image at a time: a bar that moves
-                one = slice(index, index + 1)
-                chunks.append(attributor.attribute(images[one], targets[one], image_ids=[index]))
-                bar.update(1)
-        maps: Tensor = torch.cat(chunks)
+        return get_attributor(options.method, model, **method_options)
     except UnsupportedModelError as error:
         first = first_line(error).partition(";")[0].rstrip(":")
         raise ExplainError(f"{first}: {_VIT_HINT.format(method=options.method)}") from None
     except BadInputError as error:
         raise ExplainError(str(error)) from None
-    return maps
+
+
+def _attribute(
+    options: ExplainOptions, attributor: Attributor, images: Tensor, targets: Tensor
+) -> Tensor:
+    targets = targets.to(images.device)
+    chunks = []
+    try:
+        with _progress_bar(options, len(images)) as bar:
+            for index in range(len(images)):  # one image at a time: a bar that moves
+                one = slice(index, index + 1)
+                chunks.append(attributor.attribute(images[one], targets[one], image_ids=[index]))
+                bar.update(1)
+    except BadInputError as error:
+        raise ExplainError(str(error)) from None
+    return torch.cat(chunks)
+
+
+def figure_title(
+    image: Path, label: str, probability: float, *, random_weights: bool = False
+) -> str:
+    """The title written on an image's figure: file, class, probability, random-weights notice.
+
+    Example:
+        >>> print(figure_title(Path("cat.jpg"), "tabby", 0.8125, random_weights=True))
+        cat.jpg: tabby (0.81)
+        RANDOM WEIGHTS: class and map mean nothing
+    """
+    title = f"{Path(image).name}: {label} ({probability:.2f})"
+    return f"{title}\n{_RANDOM_TITLE}" if random_weights else title
+
+
+def has_random_weights(options: ExplainOptions) -> bool:
+    """Whether the model would keep its random initialisation (no pretrained weights, no file)."""
+    return not options.pretrained and options.checkpoint is None
+
+
+def _check_method(method: str) -> None:
+    names = available_attributors()
+    if method in names:
+        return
+    close = difflib.get_close_matches(method, names, n=1, cutoff=0.75)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ExplainError(f"--method {method!r} is not a method{hint}; available: {', '.join(names)}")
+
+
+def _check_options(options: ExplainOptions) -> None:
+    """Refuse bad values in one line naming their flag, then create the output folder."""
+    if options.num_samples < 1:
+        raise ExplainError(f"--num-samples must be at least 1, not {options.num_samples}")
+    if options.num_classes is not None and options.num_classes < 1:
+        raise ExplainError(f"--num-classes must be at least 1, not {options.num_classes}")
+    if options.target != "pred" and not (options.target.isdigit()):
+        raise ExplainError(
+            f"--target must be 'pred' or a class index (0, 1, ...), not {options.target!r}"
+        )
+    _check_method(options.method)
+    _device(options.device)
+    try:
+        writable_folder(options.out, "--out")
+    except BadInputError as error:
+        raise ExplainError(str(error)) from None
 
 
 def explain_images(options: ExplainOptions) -> list[Path]:
     """Attribute every image and write one PNG each into ``options.out``.
 
+    A model with random weights (neither ``pretrained`` nor ``checkpoint``) is explained all the
+    same, with a :class:`RandomWeightsWarning` and a notice in every figure's title: gradient
+    maps follow image edges even then, which makes them look convincing.
+
     Returns:
         The written files, named by :func:`output_names`.
 
     Raises:
-        ExplainError: For a missing/unreadable image or checkpoint, a model timm cannot build,
-            a checkpoint that does not fit, a device this machine lacks, a bad target, or a
-            method the model does not support.
+        ExplainError: Before any work, for a bad value (``num_samples``, ``num_classes``,
+            ``target``, ``method``, ``device``), an ``out`` that is a file or not writable, or a
+            missing/unreadable image; then for a checkpoint torch cannot read, a model timm
+            cannot build, a checkpoint that does not fit, a target outside the model's classes,
+            or a method the model does not support.
     """
     from dave_lightning.viz import attribution_figure, to_display
 
+    _check_options(options)
     pictures = [_load_image(Path(path)) for path in options.images]
-    _device(options.device)  # fail before building the model
     model, class_names = build_model(options)
     device = _to_device(model, options.device)
+    attributor = _attributor(options, model)
     images, config = preprocess(pictures, model)
     images = images.to(device)
     with torch.no_grad():
         probabilities = model(images).softmax(dim=1)
     targets = _targets(options, probabilities)
-    maps = _attribute(options, model, images, targets)
-    options.out.mkdir(parents=True, exist_ok=True)
+    random_weights = has_random_weights(options)
+    if random_weights:  # after every check, so that an error stays the only line
+        warnings.warn(_RANDOM_WEIGHTS, RandomWeightsWarning, stacklevel=2)
+    maps = _attribute(options, attributor, images, targets)
     display = to_display(images, config["mean"], config["std"])
     written = []
     for index, (path, name) in enumerate(
@@ -354,7 +470,9 @@ def explain_images(options: ExplainOptions) -> list[Path]:
         label = (
             class_names[target] if class_names and target < len(class_names) else f"class {target}"
         )
-        title = f"{Path(path).name}: {label} ({float(probabilities[index, target]):.2f})"
+        title = figure_title(
+            Path(path), label, float(probabilities[index, target]), random_weights=random_weights
+        )
         one = slice(index, index + 1)
         figure = attribution_figure(
             display[one],

@@ -161,7 +161,11 @@ def get_attributor(name: str, model: nn.Module, /, **options: Any) -> Attributor
 def _lookup(name: Any) -> AttributorFactory:
     if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
-    close = difflib.get_close_matches(name, _REGISTRY, n=1) if isinstance(name, str) else []
+    close = (
+        difflib.get_close_matches(name, _REGISTRY, n=1, cutoff=0.75)
+        if isinstance(name, str)
+        else []
+    )
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigurationError(
         f"unknown attributor {name!r}{hint}; available: "

@@ -63,7 +63,9 @@ def main() -> None:
         "  (share of positive attribution in the boxes)"
     )
 
-    grids = make_grids(images, labels, grid_size=2, seed=0)  # 2x2 grids of distinct classes
+    grids = make_grids(
+        images, labels, grid_size=2, seed=0, on_empty="ignore"
+    )  # 2x2 grids of distinct classes
     grid_game = GridPointingGame(grid_size=2)
     if len(grids):
         grid_maps = dave.attribute(grids.images, grids.targets)  # (G, K, H, W)

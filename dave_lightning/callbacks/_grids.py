@@ -36,6 +36,7 @@ def build_grid_set(
         min_confidence=config.grid_min_confidence,
         batch_size=config.forward_batch_size,
         seed=config.seed,
+        on_empty="ignore",  # the monitor turns the reason into its own setup warning
     )
     if len(batch) == 0:
         return None, batch.reason

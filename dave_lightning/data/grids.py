@@ -12,7 +12,8 @@ The paper's setting is ``grid_size=2`` with images the model classifies correctl
 confidence >= 0.9 (``model=model, min_confidence=0.9``); chance level is ``1 / grid_size**2``.
 Each source image is used at most once, so grids never share an image. When the (filtered)
 images span fewer than ``grid_size**2`` classes no grid can be formed: the result is then an
-empty :class:`GridBatch` whose ``reason`` says why, so a monitor can warn instead of failing.
+empty :class:`GridBatch` whose ``reason`` says why, and ``on_empty`` decides whether that reason
+is also a warning (the default), an error, or left to the caller (a monitor that warns itself).
 
 Example:
     >>> import torch
@@ -22,13 +23,15 @@ Example:
     (torch.Size([2, 3, 4, 4]), torch.Size([2, 4]), torch.Size([2, 4]))
     >>> sorted(grids.cell_labels[0].tolist())  # four distinct classes per grid
     [0, 1, 2, 3]
-    >>> make_grids(images[:3], torch.tensor([0, 1, 2]), grid_size=2).reason is not None
-    True
+    >>> make_grids(images[:3], torch.tensor([0, 1, 2]), on_empty="ignore").reason
+    'no 2x2 grid can be formed: it needs 4 distinct classes, and the 3 images span 3'
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +50,7 @@ from dave_lightning.errors import BadInputError, ConfigurationError
 __all__ = ["GridBatch", "make_grids", "max_grids"]
 
 _SEED_MASK = (1 << 64) - 1
+_ON_EMPTY = ("warn", "raise", "ignore")
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ def make_grids(
     min_confidence: float | None = None,
     batch_size: int = 64,
     seed: int = 0,
+    on_empty: Literal["warn", "raise", "ignore"] = "warn",
 ) -> GridBatch:
     """Compose images of distinct classes into ``grid_size x grid_size`` grids.
 
@@ -146,16 +151,24 @@ def make_grids(
         batch_size: Images per forward pass of the filter.
         seed: Seeds the choice of images, their cells and the cells to explain (a local
             generator; the global RNG is untouched).
+        on_empty: When no grid can be formed: ``"warn"`` (a ``UserWarning`` with the reason),
+            ``"raise"`` (a :class:`~dave_lightning.errors.BadInputError` with the reason) or
+            ``"ignore"`` (only the returned ``reason`` says why).
 
     Returns:
         A :class:`GridBatch`, empty with a ``reason`` when fewer than ``grid_size**2`` classes
         remain.
 
     Raises:
-        BadInputError: For malformed arguments (shapes, dtypes, sizes that do not divide).
+        BadInputError: For malformed arguments (shapes, dtypes, sizes that do not divide), or,
+            with ``on_empty="raise"``, when no grid can be formed.
         ConfigurationError: For ``min_confidence`` without ``model``, or ``full_resolution``
             with ``output_size``.
     """
+    if on_empty not in _ON_EMPTY:
+        raise BadInputError.for_argument(
+            "on_empty", "one of " + ", ".join(map(repr, _ON_EMPTY)), repr(on_empty)
+        )
     images = check_image_batch(images)
     labels = check_labels(labels, images.shape[0])
     grid_size = check_int("grid_size", grid_size, minimum=2)
@@ -168,6 +181,11 @@ def make_grids(
     eligible = _eligible(images, labels, model, min_confidence, batch_size)
     count = max_grids(labels[eligible], grid_size)
     count = count if limit is None else min(count, limit)
+    reason = None if count else _reason(labels[eligible], images.shape[0], grid_size, model)
+    if reason is not None and on_empty == "raise":
+        raise BadInputError(reason)
+    if reason is not None and on_empty == "warn":
+        warnings.warn(reason, UserWarning, stacklevel=2)
     sources = _assign(eligible, labels, grid_size, count, generator)
     explain = _explain_cells(count, cells, per_grid, generator)
     device = images.device
@@ -178,7 +196,7 @@ def make_grids(
         explain_cells=explain.to(device),
         grid_size=grid_size,
         num_eligible=int(eligible.numel()),
-        reason=None if count else _reason(labels[eligible], images.shape[0], grid_size, model),
+        reason=reason,
     )
 
 

@@ -15,17 +15,21 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dave_lightning._output_folder import writable_folder
 from dave_lightning._timm_models import create_model
 from dave_lightning.callbacks import AttributionMonitor
 from dave_lightning.data import DEFAULT_CLASSES, IMAGENET_MEAN, IMAGENET_STD, SyntheticShapes
+from dave_lightning.data.synthetic import MIN_SIDE
 from dave_lightning.demo.classifier import ImageClassifier
-from dave_lightning.errors import ConfigurationError
+from dave_lightning.errors import BadInputError, ConfigurationError
+from dave_lightning.registry import available_attributors
 
 __all__ = [
     "DEFAULT_MODEL",
     "DemoConfig",
     "DemoResult",
     "build_classifier",
+    "check_config",
     "datasets",
     "fit_classifier",
     "normalization",
@@ -34,6 +38,9 @@ __all__ = [
 
 DEFAULT_MODEL = "vit_tiny_patch16_224"
 """The demo's default timm architecture, shrunk for CPU (see :meth:`DemoConfig.model_kwargs`)."""
+
+_MAX_SEED = 2**32 - 1  # what numpy (and so Lightning's seed_everything) accepts
+_AT_LEAST_ONE = ("epochs", "train_size", "val_size", "batch_size", "num_samples", "num_images")
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,70 @@ class DemoConfig:
                 )
             return "gpu"
         return "cpu"
+
+
+def _flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def _check_vit(config: DemoConfig) -> int:
+    """The patch side of ``config.model``, refusing any model that is not a timm ViT.
+
+    The architecture is built on the ``meta`` device: no memory, no weights, milliseconds.
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    with torch.device("meta"):
+        plain = create_model(config.model)
+    if not isinstance(plain, VisionTransformer):
+        raise ConfigurationError(
+            f"`--model`: the demo needs a ViT (a timm VisionTransformer such as "
+            f"{DEFAULT_MODEL} or deit_tiny_patch16_224); {config.model} is a "
+            f"{type(plain).__name__} (`dave-lightning explain --method gradient` takes any model)"
+        )
+    patch = config.model_kwargs().get("patch_size", plain.patch_embed.patch_size)
+    return int(patch[0] if isinstance(patch, tuple | list) else patch)
+
+
+def check_config(config: DemoConfig) -> None:
+    """Refuse any value the demo cannot run with, naming its command-line flag, before any work.
+
+    Also creates the output folder (``--out``), so an unwritable place fails now rather than at
+    the first checkpoint.
+
+    Raises:
+        ConfigurationError: For a count below 1, a seed outside ``[0, 2**32 - 1]``, unknown or
+            no ``--methods``, a model that is not a timm ViT, an image size below 16 or not a
+            multiple of the model's patch, or a missing GPU.
+        ModelCreationError: For a model name timm does not know.
+        BadInputError: For an ``--out`` that is a file or not writable.
+    """
+    for name in _AT_LEAST_ONE:
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigurationError.for_argument(_flag(name), "an integer >= 1", repr(value))
+    if not 0 <= config.seed <= _MAX_SEED:
+        raise ConfigurationError.for_argument(
+            "--seed", f"an integer in [0, {_MAX_SEED}]", repr(config.seed)
+        )
+    known = available_attributors()
+    unknown = [method for method in config.methods if method not in known]
+    if unknown or not config.methods:
+        raise ConfigurationError.for_argument(
+            "--methods", "comma-separated names among " + ", ".join(known), repr(unknown or "")
+        )
+    config.accelerator()
+    patch = _check_vit(config)
+    if config.image_size < MIN_SIDE or config.image_size % patch:
+        raise ConfigurationError.for_argument(
+            "--image-size",
+            f"a multiple of the model's patch size {patch}, at least {MIN_SIDE}",
+            repr(config.image_size),
+        )
+    try:
+        writable_folder(config.out, "--out")
+    except BadInputError as error:
+        raise ConfigurationError(str(error)) from None
 
 
 @dataclass
@@ -272,7 +343,7 @@ def run_demo(config: DemoConfig, on_epoch: EpochReport | None = None) -> DemoRes
     Returns:
         The per-epoch measurements and, with ``spurious``, the shortcut's fingerprints.
     """
-    config.accelerator()  # a missing GPU fails before anything is built
+    check_config(config)  # bad values and a missing GPU fail before anything is built
     module = build_classifier(config)
     probe_data = datasets(config, module.model)[1]
     monitor, recorder = _monitor(config, probe_data), _AccuracyRecorder()

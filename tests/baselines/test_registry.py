@@ -77,6 +77,15 @@ def test_an_unknown_name_lists_the_available_ones() -> None:
         get_attributor(3, vit())  # type: ignore[arg-type]
 
 
+def test_a_far_name_gets_no_suggestion() -> None:
+    """'gradcam' is not close to 'random' or 'legrad' (difflib ratio 0.62): no 'did you mean'."""
+    with pytest.raises(
+        ConfigurationError, match=r"unknown attributor 'gradcam'; available"
+    ) as info:
+        get_attributor("gradcam", vit())
+    assert "did you mean" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("name", "options", "match"),
     [

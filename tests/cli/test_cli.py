@@ -184,7 +184,10 @@ def test_explain_a_state_dict_with_a_baseline_and_a_fixed_target(files: dict[str
             ["photo.jpg", *TINY_MODEL, "--num-classes", "4", "--target", "9"],
             "error: --target 9 is outside the model's 4 classes",
         ),
-        (["photo.jpg", *TINY_MODEL, "--method", "gradcam"], "error: unknown attributor 'gradcam'"),
+        (
+            ["photo.jpg", *TINY_MODEL, "--method", "gradcam"],
+            "error: --method 'gradcam' is not a method; available: dave, gradient",
+        ),
         (["photo.jpg"], r"error: give --model NAME"),
         (
             ["photo.jpg", *TINY_MODEL, "--model-arg", "bogus=1"],

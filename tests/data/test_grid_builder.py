@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from itertools import combinations
 from typing import Any
 
@@ -119,7 +120,9 @@ def test_max_grids_matches_an_exhaustive_search() -> None:
         expected = brute_force_max_grids(labels, grid_size**2)
         assert max_grids(torch.tensor(labels, dtype=torch.long), grid_size) == expected, labels
         images = torch.zeros(len(labels), 1, 6, 6)
-        grids = make_grids(images, torch.tensor(labels, dtype=torch.long), grid_size)
+        grids = make_grids(
+            images, torch.tensor(labels, dtype=torch.long), grid_size, on_empty="ignore"
+        )
         assert len(grids) == expected
 
 
@@ -170,7 +173,7 @@ def test_targets_feed_an_attributor_directly() -> None:
 
 def test_too_few_classes_give_an_empty_batch_with_a_reason() -> None:
     images = torch.randn(6, 3, 8, 8)
-    grids = make_grids(images, torch.tensor([0, 1, 2, 0, 1, 2]))
+    grids = make_grids(images, torch.tensor([0, 1, 2, 0, 1, 2]), on_empty="ignore")
     assert len(grids) == 0
     assert grids.images.shape == (0, 3, 8, 8)
     assert grids.cell_labels.shape == grids.source_indices.shape == (0, 4)
@@ -178,9 +181,35 @@ def test_too_few_classes_give_an_empty_batch_with_a_reason() -> None:
     assert grids.reason == (
         "no 2x2 grid can be formed: it needs 4 distinct classes, and the 6 images span 3"
     )
-    empty = make_grids(torch.zeros(0, 3, 9, 9), torch.zeros(0, dtype=torch.long), 3)
+    empty = make_grids(
+        torch.zeros(0, 3, 9, 9), torch.zeros(0, dtype=torch.long), 3, on_empty="ignore"
+    )
     assert len(empty) == 0
     assert "needs 9 distinct classes" in str(empty.reason)
+
+
+def test_too_few_classes_warn_with_the_reason_by_default() -> None:
+    images = torch.randn(2, 3, 8, 8)
+    with pytest.warns(UserWarning, match=r"needs 4 distinct classes, and the 2 images span 2"):
+        grids = make_grids(images, torch.tensor([0, 1]))
+    assert len(grids) == 0
+
+
+def test_too_few_classes_raise_the_reason_on_request() -> None:
+    with pytest.raises(BadInputError, match=r"needs 4 distinct classes, and the 2 images span 2"):
+        make_grids(torch.randn(2, 3, 8, 8), torch.tensor([0, 1]), on_empty="raise")
+
+
+def test_enough_classes_neither_warn_nor_raise() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grids = make_grids(torch.randn(4, 3, 8, 8), torch.arange(4), on_empty="raise")
+    assert len(grids) == 1
+
+
+def test_an_unknown_on_empty_is_refused() -> None:
+    with pytest.raises(BadInputError, match=r"`on_empty`: expected one of 'warn', 'raise'"):
+        make_grids(torch.randn(4, 3, 8, 8), torch.arange(4), on_empty="loud")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
