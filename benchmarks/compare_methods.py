@@ -43,12 +43,17 @@ Run (from the repository root, with the package importable, e.g. ``PYTHONPATH=$P
     python benchmarks/compare_methods.py --quick --methods dave random --no-ablations --seeds 0
 
 The first run also trains the models, then caches them in ``benchmarks/.cache`` (keyed by every
-setting and the thread count). Tables go to stdout as markdown.
+setting and the thread count), and each model's scores (keyed by every option): seeds can run in
+parallel processes (``--seeds 0``, ``--seeds 1``, ...), and a last run with all seeds prints the
+tables at once. Tables go to stdout as markdown.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
 import logging
 import math
 import sys
@@ -56,6 +61,7 @@ import time
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import timm
@@ -75,7 +81,7 @@ from _compare_eval import (
     select_probe,
     warp_robustness,
 )
-from _trained import SETTINGS, config_for, trained_classifier
+from _trained import CACHE, SETTINGS, config_for, trained_classifier
 from torch import nn
 
 from dave_lightning import calibrate_noise_alpha
@@ -118,6 +124,33 @@ class SeedResult:
     wall_ms: dict[str, float] = field(default_factory=dict)
     cpu_ms: dict[str, float] = field(default_factory=dict)
     facts: dict[str, float] = field(default_factory=dict)
+    line: str = ""
+
+
+def result_path(args: argparse.Namespace, name: str, seed: int) -> Path:
+    """Where one model's scores are kept: keyed by the model and every evaluation option."""
+    options = {k: v for k, v in sorted(vars(args).items()) if k not in ("seeds", "models")}
+    options.update(name=name, seed=seed, threads=torch.get_num_threads())
+    digest = hashlib.sha1(json.dumps(options, default=str).encode()).hexdigest()[:12]
+    return CACHE / f"scores-{name}-{seed}-{digest}.json"
+
+
+def cached_seed(args: argparse.Namespace, name: str, seed: int) -> SeedResult:
+    """One model's scores: read from ``benchmarks/.cache`` when this evaluation ran before.
+
+    Runs with different ``--seeds`` share these files, so seeds can be evaluated in parallel
+    processes and a last run with every seed only prints the tables.
+    """
+    path = result_path(args, name, seed)
+    if path.exists():
+        result = SeedResult(**json.loads(path.read_text()))
+        print(result.line + " (scores read from the cache)", flush=True)
+        return result
+    result = evaluate_seed(args, name, seed)
+    result.facts.update(area_facts(name))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(result)))
+    return result
 
 
 def parse_args() -> argparse.Namespace:
@@ -284,14 +317,14 @@ def evaluate_seed(args: argparse.Namespace, name: str, seed: int) -> SeedResult:
         result.cpu_ms[row.label] = scores.cpu_seconds_per_image * 1e3
     facts = result.facts
     tests = ", ".join(f"{TEST_NAMES[k]} {v:.2f}" for k, v in facts.items() if k.startswith("test_"))
-    print(
+    result.line = (
         f"- {name}, seed {seed}: val acc {facts['val_acc']:.2f}, {tests}; probe: {probe.note}; "
         f"GridPG: {grid_note}; DAVE noise_alpha {alpha:.2f}; under Step II's warps: probe "
         f"accuracy {warped_accuracy:.2f} (clean 1.00), target softmax {warped:.2f} (clean "
         f"{clean:.2f}); trained/loaded in {trained:.0f} s, evaluated in "
-        f"{time.perf_counter() - start - trained:.0f} s.",
-        flush=True,
+        f"{time.perf_counter() - start - trained:.0f} s."
     )
+    print(result.line, flush=True)
     return result
 
 
@@ -453,9 +486,7 @@ def evaluate_all(args: argparse.Namespace) -> dict[str, list[SeedResult]]:
     per_setting: dict[str, list[SeedResult]] = {name: [] for name in args.models}
     for round_index, seed in enumerate(args.seeds):
         for name in args.models:
-            result = evaluate_seed(args, name, seed)
-            result.facts.update(area_facts(name))
-            per_setting[name].append(result)
+            per_setting[name].append(cached_seed(args, name, seed))
         if round_index + 1 < len(args.seeds):
             print(f"\n(tables after {round_index + 1} seed(s), on stderr)", file=sys.stderr)
             for name, results in per_setting.items():
