@@ -38,8 +38,9 @@ warps) is reported: DAVE averages the model's evidence over these warps, so it e
 only as far as the model's decision survives them. A goal check at the end says where DAVE ranks.
 
 Run (from the repository root, with the package importable, e.g. ``PYTHONPATH=$PWD``):
-    python benchmarks/compare_methods.py --quick --threads 2   # 3 seeds x 2 settings, small
-    python benchmarks/compare_methods.py --threads 2           # the README's tables
+    python benchmarks/compare_methods.py --quick   # 3 seeds x 2 settings, weak models: smoke test
+    python benchmarks/compare_methods.py           # the README's tables (1 thread)
+    python benchmarks/compare_methods.py --seeds 1 # one seed; run 0, 1, 2 in parallel, then all
     python benchmarks/compare_methods.py --quick --methods dave random --no-ablations --seeds 0
 
 The first run also trains the models, then caches them in ``benchmarks/.cache`` (keyed by every
