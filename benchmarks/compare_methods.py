@@ -343,7 +343,7 @@ def print_models(results: list[SeedResult]) -> None:
     }
     parts = []
     for key, label in names.items():
-        values = [r.facts[key] for r in results if key in r.facts]
+        values = [r.facts[key] for r in results if not math.isnan(r.facts.get(key, math.nan))]
         if values:
             mean, error = over_seeds(values)
             parts.append(f"{label} {mean:.2f} ± {error:.2f}")
