@@ -99,6 +99,13 @@ def _add_demo(commands: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--num-samples", type=int, default=defaults.num_samples, help="DAVE's N")
     parser.add_argument("--num-images", type=int, default=defaults.num_images, help="probe size")
+    parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.augment,
+        help="train on random resized crops, flips and small rotations/shifts, as ViTs are "
+        "trained (default on; --no-augment trains on the rendered images as they are)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -137,6 +144,7 @@ def _demo(args: argparse.Namespace) -> int:
             methods=tuple(filter(None, args.methods.split(","))),
             num_samples=args.num_samples,
             num_images=args.num_images,
+            augment=args.augment,
             progress=not args.no_progress,
         )
         result = run_demo(config, on_epoch=EpochPrinter())

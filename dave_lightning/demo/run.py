@@ -20,6 +20,7 @@ from dave_lightning._timm_models import create_model
 from dave_lightning.callbacks import AttributionMonitor
 from dave_lightning.data import DEFAULT_CLASSES, IMAGENET_MEAN, IMAGENET_STD, SyntheticShapes
 from dave_lightning.data.synthetic import MIN_SIDE
+from dave_lightning.demo.augmentation import Augmented, train_augmentation
 from dave_lightning.demo.classifier import ImageClassifier
 from dave_lightning.errors import BadInputError, ConfigurationError
 from dave_lightning.registry import available_attributors
@@ -34,6 +35,7 @@ __all__ = [
     "fit_classifier",
     "normalization",
     "run_demo",
+    "training_data",
 ]
 
 DEFAULT_MODEL = "vit_tiny_patch16_224"
@@ -62,6 +64,7 @@ class DemoConfig:
     num_samples: int = 16
     num_images: int = 32
     lr: float = 1e-3
+    augment: bool = True
     progress: bool = True
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -300,8 +303,12 @@ def fit_classifier(
 ) -> tuple[ImageClassifier, SyntheticShapes, SyntheticShapes]:
     """Train the demo's classifier on the embedded data (the demo adds its monitor as a callback).
 
+    With ``config.augment`` (the default) every training image is randomly cropped, flipped,
+    rotated and shifted (:func:`~dave_lightning.demo.augmentation.train_augmentation`), with its
+    box moved alike; validation images are never augmented. The draws follow ``config.seed``.
+
     Args:
-        config: The settings (model, data sizes, epochs, ``spurious``, seed, device).
+        config: The settings (model, data sizes, epochs, ``spurious``, ``augment``, seed, device).
         callbacks: Extra Lightning callbacks.
         logger: A Lightning logger, or ``False``.
         module: The module to train, fresh from :func:`build_classifier`; ``None`` builds it.
@@ -327,10 +334,34 @@ def fit_classifier(
     )
     trainer.fit(
         module,
-        DataLoader(train, batch_size=config.batch_size, shuffle=True),
+        _training_loader(config, train),
         DataLoader(val, batch_size=config.batch_size),
     )
     return module, train, val
+
+
+def training_data(config: DemoConfig, train: SyntheticShapes) -> SyntheticShapes | Augmented:
+    """What the training loader reads: ``train``, augmented when ``config.augment`` is set."""
+    if not config.augment:
+        return train
+    return Augmented(train, train_augmentation(train.image_size))
+
+
+def _training_loader(config: DemoConfig, train: SyntheticShapes) -> DataLoader[Any]:
+    """Shuffled batches; augmentation runs in one worker process, beside the training.
+
+    torchvision's per-image transforms are slow with several intra-op threads (tiny tensors);
+    a worker runs them single-threaded while the main process trains. Its draws are seeded
+    from the main process's generator, so a run repeats exactly for a given seed.
+    """
+    workers = 1 if config.augment else 0
+    return DataLoader(
+        training_data(config, train),
+        batch_size=config.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
 
 
 def run_demo(config: DemoConfig, on_epoch: EpochReport | None = None) -> DemoResult:
