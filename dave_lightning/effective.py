@@ -218,14 +218,6 @@ class _Restorer:
         handle = module.register_forward_hook(_detach_output_hook)
         self.undo.append(handle.remove)
 
-    def enter(self, context: contextlib.AbstractContextManager[Any]) -> None:
-        context.__enter__()
-
-        def leave() -> None:
-            context.__exit__(None, None, None)
-
-        self.undo.append(leave)
-
     def restore_all(self) -> None:
         while self.undo:
             self.undo.pop()()
@@ -262,6 +254,21 @@ def _effective_qkv(self: nn.Linear, x: Tensor, detach: bool = True) -> Tensor:
     return value_only_qkv(x, weight, bias, 2 * self.out_features // 3)
 
 
+def _value_only_attention_forward(attention: nn.Module) -> Callable[..., Any]:
+    """``attention``'s current forward, run with :class:`ValueOnlyAttentionMode` active.
+
+    The mode is entered by the module's own forward, not around the caller's block: a forward
+    recomputed during backward (gradient checkpointing) takes the same route as the original.
+    """
+    previous = attention.forward
+
+    def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        with ValueOnlyAttentionMode():
+            return previous(*args, **kwargs)
+
+    return forward
+
+
 def _gelu_forward(module: nn.Module) -> Callable[..., Tensor]:
     if type(module) is QuickGELU:
         return _effective_quick_gelu
@@ -289,8 +296,8 @@ def _apply(model: nn.Module, restorer: _Restorer, parameter_gradients: bool) -> 
             qkv = module.qkv
             assert isinstance(qkv, nn.Linear)  # checked by _problem_with_known
             restorer.override_forward(qkv, qkv_projection)
-    # the fused kernel then sees constant q and k: give it the value-only backward
-    restorer.enter(ValueOnlyAttentionMode())
+            # the fused kernel then sees constant q and k: give it the value-only backward
+            restorer.override_forward(module, _value_only_attention_forward(module))
 
 
 @contextlib.contextmanager
