@@ -160,9 +160,9 @@ class DAVE(Attributor):
     ``max_batch_size`` model inputs. Results are bitwise reproducible for a seed on the CPU, and on
     a GPU under ``torch.use_deterministic_algorithms(True)`` (DAVE's own steps add in a fixed
     order there too; the flag keeps library kernels such as cuDNN's from choosing atomics), and
-    equal (to float tolerance) for any ``max_batch_size``; the randomness of an image depends only on ``seed``,
-    its ``image_id`` and the sample index. Each call starts from ``seed`` again, so the same images
-    get the same maps on every call while the model is unchanged.
+    equal (to float tolerance) for any ``max_batch_size``; the randomness of an image depends
+    only on ``seed``, its ``image_id`` and the sample index. Each call starts from ``seed``
+    again, so the same images get the same maps on every call while the model is unchanged.
 
     With ``noise_alpha="auto"`` the level is measured on the model (see
     :func:`~dave_lightning.calibrate_noise_alpha`, keyed by the same ``seed`` and ``image_ids``):

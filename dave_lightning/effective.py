@@ -7,8 +7,8 @@ while every forward value stays exactly what the model computes normally:
 * attention: the softmax matrix is constant (the outputs of each attention's ``q_norm`` and
   ``k_norm`` are detached, so gradient flows through ``v`` only and timm's own fused or unfused
   kernel, attention masks and ``is_causal`` handling stay in place; a sigmoid output gate, when the
-  attention has one, is constant too; on the CPU the fused kernel's backward is replaced by a
-  value-only one, see :mod:`dave_lightning._value_only_attention`);
+  attention has one, is constant too; the fused kernel's backward is replaced by a value-only
+  one on every device, see :mod:`dave_lightning._value_only_attention`);
 * LayerNorm: ``1 / sqrt(var + eps)`` is constant;
 * GELU (exact, tanh, QuickGELU): the gate ``GELU(x) / x`` is constant.
 
