@@ -13,8 +13,10 @@ autocast runs it) and ``Pᵀ · ∂L/∂out`` is a lower-precision matmul, like 
 
 :class:`ValueOnlyAttentionMode` reroutes such calls while it is active. The rerouting is exact
 for any caller (when q and k carry no gradient, the gradient of ``v`` is all there is); it
-applies on every device, without dropout and without grouped-query attention. Everything else
-goes to the library untouched.
+applies on every device, without dropout and without grouped-query attention, except on the CPU
+under autocast, where the library's bf16 kernel measured faster inside a whole Step I pass
+(``benchmarks/bench_step1.py``: 2.2x the plain pass with the value-only backward, 1.1x without).
+Everything else goes to the library untouched.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ def _reroutable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     mask = kwargs.get("attn_mask")
     return (
         torch.is_grad_enabled()
+        and not (q.device.type == "cpu" and torch.is_autocast_enabled("cpu"))
         and v.requires_grad
         and not q.requires_grad
         and not k.requires_grad
