@@ -13,6 +13,7 @@ Both backward rules drop terms of the ordinary derivative, so they are cheaper t
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -85,6 +86,19 @@ class _FrozenGate(torch.autograd.Function):
         return _gate_times(grad_output, x, y), None
 
 
+@functools.cache
+def _layer_norm_dtype(
+    device_type: str, autocast_dtype: torch.dtype, dtype: torch.dtype
+) -> torch.dtype:
+    """The dtype ``F.layer_norm`` computes in for ``dtype`` inputs under this autocast (probed).
+
+    The autocast policies are not public, so one 1-element layer norm per combination tells.
+    """
+    probe = torch.zeros(1, device=device_type, dtype=dtype)
+    with torch.autocast(device_type, dtype=autocast_dtype):
+        return F.layer_norm(probe, (1,)).dtype
+
+
 def _layer_norm_with_stats(
     x: Tensor,
     normalized_shape: tuple[int, ...],
@@ -92,16 +106,21 @@ def _layer_norm_with_stats(
     bias: Tensor | None,
     eps: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Library layer norm plus the mean and inverse standard deviation it used."""
-    if not torch.is_autocast_enabled(x.device.type):
-        out, mean, rstd = torch.native_layer_norm(x, normalized_shape, weight, bias, eps)
-        return out, mean, rstd
-    # Under autocast `F.layer_norm` follows the autocast policy (e.g. float32 on CUDA): keep it
-    # for the forward values and compute the statistics separately in float32.
-    out = F.layer_norm(x, normalized_shape, weight, bias, eps)
-    dims = tuple(range(-len(normalized_shape), 0))
-    var, mean = torch.var_mean(x.float(), dim=dims, unbiased=False, keepdim=True)
-    return out, mean, torch.rsqrt(var + eps)
+    """Library layer norm plus the mean and inverse standard deviation it used.
+
+    Under autocast the inputs are cast to the dtype ``F.layer_norm`` would compute in (e.g.
+    float32 on CUDA), as autocast itself does, so the values are the library's, in one pass.
+    """
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        autocast_dtype = torch.get_autocast_dtype(device_type)
+        dtype = _layer_norm_dtype(device_type, autocast_dtype, x.dtype)
+        if dtype != x.dtype:  # autocast casts every floating argument (else none)
+            x = x.to(dtype)
+            weight = None if weight is None else weight.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+    out, mean, rstd = torch.native_layer_norm(x, normalized_shape, weight, bias, eps)
+    return out, mean, rstd
 
 
 class _FrozenScaleLayerNorm(torch.autograd.Function):
@@ -126,10 +145,15 @@ class _FrozenScaleLayerNorm(torch.autograd.Function):
         x, weight, mean, rstd = ctx.saved_tensors
         dims = ctx.norm_dims
         needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
-        rstd = rstd.to(grad_output.dtype)
         grad_x = grad_weight = grad_bias = None
         if needs_x:
-            scaled = grad_output.clone() if weight is None else grad_output * weight
+            # in grad_output's dtype, as the library backward: `out=` and in-place ops cast as
+            # they compute (no separate conversion of the weight, the statistics or the result)
+            scaled = torch.empty_like(grad_output)
+            if weight is None:
+                scaled.copy_(grad_output)
+            else:
+                torch.mul(grad_output, weight, out=scaled)
             grad_x = scaled.sub_(scaled.mean(dim=dims, keepdim=True)).mul_(rstd)
         batch_dims = tuple(range(grad_output.dim() - len(dims)))
         if needs_weight:
@@ -207,35 +231,47 @@ def frozen_scale_layer_norm(
     return out
 
 
+def _autocast_cast(tensor: Tensor) -> Tensor:
+    """``tensor`` as autocast casts a lower-precision op's argument (unchanged without autocast)."""
+    if not torch.is_autocast_enabled(tensor.device.type):
+        return tensor
+    if tensor.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return tensor  # autocast leaves float64 alone
+    return tensor.to(torch.get_autocast_dtype(tensor.device.type))
+
+
 class _ValueOnlyQKV(torch.autograd.Function):
     """A qkv projection whose q and k outputs are constants downstream (effective attention).
 
     Forward is ``F.linear``; the input gradient comes from the value rows only, which skips two
-    thirds of the backward matmul. Parameter gradients keep the ordinary formula.
+    thirds of the backward matmul. Parameter gradients keep the ordinary formula. Under autocast
+    the operands are cast here, as autocast would cast them, so that the backward reuses the
+    lower-precision weight instead of casting again.
     """
 
     @staticmethod
     def forward(
         ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, value_start: int
     ) -> Tensor:
-        ctx.save_for_backward(x, weight)
+        x_cast, weight_cast = _autocast_cast(x), _autocast_cast(weight)
+        bias_cast = None if bias is None else _autocast_cast(bias)
+        # x is only needed for the weight's gradient
+        ctx.save_for_backward(x_cast if ctx.needs_input_grad[1] else None, weight_cast)
         ctx.value_start = value_start
         ctx.has_bias = bias is not None
-        return F.linear(x, weight, bias)
+        return F.linear(x_cast, weight_cast, bias_cast)
 
     @staticmethod
     def backward(
         ctx: Any, grad_output: Tensor
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         x, weight = ctx.saved_tensors
-        # under autocast the forward ran in lower precision: follow grad_output's dtype
-        x, weight = x.to(grad_output.dtype), weight.to(grad_output.dtype)
         start = ctx.value_start
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = grad_output[..., start:] @ weight[start:]
+            grad_x = grad_output[..., start:] @ weight[start:].to(grad_output.dtype)
         if ctx.needs_input_grad[1]:
-            grad_weight = grad_output.flatten(0, -2).T @ x.flatten(0, -2)
+            grad_weight = grad_output.flatten(0, -2).T @ x.to(grad_output.dtype).flatten(0, -2)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_output.flatten(0, -2).sum(0)
         return grad_x, grad_weight, grad_bias, None

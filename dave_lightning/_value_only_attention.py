@@ -2,14 +2,21 @@
 
 In effective mode q and k reach ``F.scaled_dot_product_attention`` detached, so the only gradient
 wanted is the one of ``v``: ``∂L/∂v = Pᵀ · ∂L/∂out`` with ``P = softmax(q kᵀ · scale + mask)``.
-PyTorch's fused CPU backward computes the gradients of q and k as well and throws them away;
-recomputing ``P`` and doing one matmul costs about a quarter less per attention (measured on
-ViT-Ti/16 at 224, 64 images, 2 CPU threads). The forward is the library kernel, unchanged.
+PyTorch's fused backward kernels (CPU, cuDNN, flash, memory-efficient) compute the gradients of q
+and k as well and throw them away; recomputing ``P`` and doing one matmul costs about a quarter
+less per attention on the CPU (measured on ViT-Ti/16 at 224, 64 images, 2 CPU threads). The
+forward is the library kernel, unchanged, on every device and under autocast.
+
+Under autocast the backward runs under the forward's autocast state: ``P`` is recomputed as
+timm's unfused attention computes it there (logits by a lower-precision matmul, the softmax as
+autocast runs it) and ``Pᵀ · ∂L/∂out`` is a lower-precision matmul, like the library backward's.
 
 :class:`ValueOnlyAttentionMode` reroutes such calls while it is active. The rerouting is exact
-for any caller (when q and k carry no gradient, the gradient of ``v`` is all there is), and it
-applies only where it was measured to pay: CPU tensors, no dropout, no autocast, no grouped-query
-attention. Everything else goes to the library untouched.
+for any caller (when q and k carry no gradient, the gradient of ``v`` is all there is); it
+applies on every device, without dropout and without grouped-query attention, except on the CPU
+under autocast, where the library's bf16 kernel measured faster inside a whole Step I pass
+(``benchmarks/bench_step1.py``: 2.2x the plain pass with the value-only backward, 1.1x without).
+Everything else goes to the library untouched.
 """
 
 from __future__ import annotations
@@ -31,7 +38,10 @@ def _attention_probabilities(
 ) -> Tensor:
     """``softmax(q kᵀ · scale + mask)`` as the library kernel defines it."""
     factor = q.shape[-1] ** -0.5 if scale is None else scale
-    logits = (q * factor) @ k.transpose(-2, -1)
+    # scaled into a contiguous tensor: the matmul then needs no copy of q (a head of a stacked
+    # qkv projection is a strided view)
+    scaled_q = torch.mul(q, factor, out=torch.empty(q.shape, dtype=q.dtype, device=q.device))
+    logits = scaled_q @ k.transpose(-2, -1)
     if is_causal:
         length, source = logits.shape[-2:]
         allowed = torch.ones(length, source, dtype=torch.bool, device=q.device).tril()
@@ -57,12 +67,27 @@ class _ValueOnlyAttention(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(q, k, mask)
         ctx.is_causal, ctx.scale = is_causal, scale
+        device_type = q.device.type
+        ctx.autocast = None
+        if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+            ctx.autocast = (device_type, torch.get_autocast_dtype(device_type))
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale
         )
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[None, None, Tensor, None, None, None]:
+        if ctx.autocast is None:
+            return _ValueOnlyAttention._value_gradient(ctx, grad_output)
+        # the forward's autocast state, also when backward runs outside it (as custom_bwd does)
+        device_type, dtype = ctx.autocast
+        with torch.autocast(device_type, dtype=dtype):
+            return _ValueOnlyAttention._value_gradient(ctx, grad_output)
+
+    @staticmethod
+    def _value_gradient(
+        ctx: Any, grad_output: Tensor
+    ) -> tuple[None, None, Tensor, None, None, None]:
         q, k, mask = ctx.saved_tensors
         # the attention matrix is recomputed in slices of the batch to bound its memory
         batch = q.shape[0]
@@ -78,7 +103,8 @@ class _ValueOnlyAttention(torch.autograd.Function):
                 q[rows], k[rows], part_mask, ctx.is_causal, ctx.scale
             )
             parts.append(probabilities.transpose(-2, -1) @ grad_output[rows])
-        return None, None, torch.cat(parts), None, None, None
+        value_gradient = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return None, None, value_gradient, None, None, None
 
 
 def value_only_attention(
@@ -130,8 +156,7 @@ def _reroutable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     mask = kwargs.get("attn_mask")
     return (
         torch.is_grad_enabled()
-        and q.device.type == "cpu"
-        and not torch.is_autocast_enabled("cpu")
+        and not (q.device.type == "cpu" and torch.is_autocast_enabled("cpu"))
         and v.requires_grad
         and not q.requires_grad
         and not k.requires_grad

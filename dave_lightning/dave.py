@@ -161,11 +161,12 @@ class DAVE(Attributor):
     """Distribution-aware Attribution via ViT Gradient dEcomposition.
 
     Cost: ``num_samples`` forward and backward passes per image, stacked into batches of up to
-    ``max_batch_size`` model inputs. Results are bitwise reproducible for a seed on the CPU (on a
-    GPU to float tolerance: the warp's backward there adds with atomics) and equal (to float
-    tolerance) for any ``max_batch_size``; the randomness of an image depends only on ``seed``,
-    its ``image_id`` and the sample index. Each call starts from ``seed`` again, so the same images
-    get the same maps on every call while the model is unchanged.
+    ``max_batch_size`` model inputs. Results are bitwise reproducible for a seed on the CPU, and on
+    a GPU under ``torch.use_deterministic_algorithms(True)`` (DAVE's own steps add in a fixed
+    order there too; the flag keeps library kernels such as cuDNN's from choosing atomics), and
+    equal (to float tolerance) for any ``max_batch_size``; the randomness of an image depends
+    only on ``seed``, its ``image_id`` and the sample index. Each call starts from ``seed``
+    again, so the same images get the same maps on every call while the model is unchanged.
 
     Speed: the passes hold ``max_batch_size`` inputs, by default ``"auto"``, a size that fits
     the device and the model (rule below, measured with ``benchmarks/bench_dave.py --sweep``).

@@ -7,8 +7,8 @@ while every forward value stays exactly what the model computes normally:
 * attention: the softmax matrix is constant (the outputs of each attention's ``q_norm`` and
   ``k_norm`` are detached, so gradient flows through ``v`` only and timm's own fused or unfused
   kernel, attention masks and ``is_causal`` handling stay in place; a sigmoid output gate, when the
-  attention has one, is constant too; on the CPU the fused kernel's backward is replaced by a
-  value-only one, see :mod:`dave_lightning._value_only_attention`);
+  attention has one, is constant too; the fused kernel's backward is replaced by a value-only
+  one on every device, see :mod:`dave_lightning._value_only_attention`);
 * LayerNorm: ``1 / sqrt(var + eps)`` is constant;
 * GELU (exact, tanh, QuickGELU): the gate ``GELU(x) / x`` is constant.
 
@@ -218,14 +218,6 @@ class _Restorer:
         handle = module.register_forward_hook(_detach_output_hook)
         self.undo.append(handle.remove)
 
-    def enter(self, context: contextlib.AbstractContextManager[Any]) -> None:
-        context.__enter__()
-
-        def leave() -> None:
-            context.__exit__(None, None, None)
-
-        self.undo.append(leave)
-
     def restore_all(self) -> None:
         while self.undo:
             self.undo.pop()()
@@ -262,6 +254,21 @@ def _effective_qkv(self: nn.Linear, x: Tensor, detach: bool = True) -> Tensor:
     return value_only_qkv(x, weight, bias, 2 * self.out_features // 3)
 
 
+def _value_only_attention_forward(attention: nn.Module) -> Callable[..., Any]:
+    """``attention``'s current forward, run with :class:`ValueOnlyAttentionMode` active.
+
+    The mode is entered by the module's own forward, not around the caller's block: a forward
+    recomputed during backward (gradient checkpointing) takes the same route as the original.
+    """
+    previous = attention.forward
+
+    def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        with ValueOnlyAttentionMode():
+            return previous(*args, **kwargs)
+
+    return forward
+
+
 def _gelu_forward(module: nn.Module) -> Callable[..., Tensor]:
     if type(module) is QuickGELU:
         return _effective_quick_gelu
@@ -289,8 +296,8 @@ def _apply(model: nn.Module, restorer: _Restorer, parameter_gradients: bool) -> 
             qkv = module.qkv
             assert isinstance(qkv, nn.Linear)  # checked by _problem_with_known
             restorer.override_forward(qkv, qkv_projection)
-    # the fused kernel then sees constant q and k: give it the value-only backward
-    restorer.enter(ValueOnlyAttentionMode())
+            # the fused kernel then sees constant q and k: give it the value-only backward
+            restorer.override_forward(module, _value_only_attention_forward(module))
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from dave_lightning import UnsupportedModelError, effective_mode
 from tests.conftest import tiny_vit
+from tests.dtype_conversions import DtypeConversions
 
 DOUBLE = torch.float64
 
@@ -390,3 +392,25 @@ def test_forward_under_autocast_then_backward_outside_it(fused: bool) -> None:
     assert low_precision.dtype == torch.float32
     cosine = F.cosine_similarity(low_precision.flatten(), full_precision.flatten(), dim=0)
     assert float(cosine) > 0.95
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+def test_under_autocast_effective_mode_converts_no_more_than_the_plain_passes(fused: bool) -> None:
+    """No float32 round trips of its own under bf16 autocast (issue 16); forward unchanged."""
+    torch.manual_seed(0)
+    model = tiny_vit(fused=fused, qk_norm=True).eval()
+    x = torch.randn(2, 3, 32, 32)
+    counts, outputs = [], []
+    for effective in (False, True):
+        leaf = x.clone().requires_grad_(True)
+        with contextlib.ExitStack() as stack:
+            if effective:
+                stack.enter_context(effective_mode(model))
+            with DtypeConversions() as counter:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    logits = model(leaf)
+                torch.autograd.grad(logits[:, 1].sum(), leaf)
+        counts.append(counter.count)
+        outputs.append(logits)
+    assert torch.equal(outputs[1], outputs[0])
+    assert counts[1] <= counts[0]

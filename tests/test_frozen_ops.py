@@ -15,6 +15,7 @@ from dave_lightning._frozen_ops import (
     gelu_gate,
     value_only_qkv,
 )
+from tests.dtype_conversions import DtypeConversions
 
 DOUBLE = torch.float64
 
@@ -146,3 +147,44 @@ def test_value_only_qkv_keeps_the_forward_and_drops_q_and_k_gradients() -> None:
     (ordinary,) = torch.autograd.grad(F.linear(leaf, weight, bias), leaf, g)
     (frozen,) = torch.autograd.grad(value_only_qkv(leaf, weight, bias, 2 * d), leaf, g)
     torch.testing.assert_close(frozen, ordinary)
+
+
+def _conversions_and_results(fn, leaf_input: torch.Tensor, upstream: torch.Tensor):
+    """Dtype conversions of ``fn``'s forward (under CPU bf16 autocast) and backward."""
+    leaf = leaf_input.clone().requires_grad_(True)
+    with DtypeConversions() as counter:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn(leaf)
+        (grad,) = torch.autograd.grad(out, leaf, upstream.to(out.dtype))
+    return counter.count, out, grad
+
+
+def test_layer_norm_under_autocast_converts_no_more_than_the_library() -> None:
+    """On today's main: statistics from an extra float32 copy, the scale cast in backward."""
+    x = torch.randn(4, 7, 16, dtype=torch.bfloat16)
+    weight, bias = torch.randn(16), torch.randn(16)
+    upstream = torch.randn(4, 7, 16)
+    library = _conversions_and_results(
+        lambda t: F.layer_norm(t, (16,), weight, bias, 1e-6), x, upstream
+    )
+    frozen = _conversions_and_results(
+        lambda t: frozen_scale_layer_norm(t, (16,), weight, bias, 1e-6), x, upstream
+    )
+    assert frozen[0] <= library[0]
+    assert torch.equal(frozen[1], library[1])
+    assert frozen[2].dtype == library[2].dtype == torch.bfloat16
+
+
+def test_value_only_qkv_under_autocast_converts_no_more_than_the_library_linear() -> None:
+    """On today's main the backward cast the saved input and the whole weight again."""
+    d = 8
+    x = torch.randn(2, 5, d)
+    weight, bias = torch.randn(3 * d, d), torch.randn(3 * d)
+    upstream = torch.randn(2, 5, 3 * d)
+    upstream[..., : 2 * d] = 0  # q and k constant downstream
+    library = _conversions_and_results(lambda t: F.linear(t, weight, bias), x, upstream)
+    frozen = _conversions_and_results(lambda t: value_only_qkv(t, weight, bias, 2 * d), x, upstream)
+    assert frozen[0] <= library[0]
+    assert torch.equal(frozen[1], library[1])
+    assert frozen[1].dtype == torch.bfloat16
+    torch.testing.assert_close(frozen[2], library[2])
