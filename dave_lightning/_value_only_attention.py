@@ -15,7 +15,7 @@ autocast runs it) and ``Pᵀ · ∂L/∂out`` is a lower-precision matmul, like 
 for any caller (when q and k carry no gradient, the gradient of ``v`` is all there is); it
 applies on every device, without dropout and without grouped-query attention, except on the CPU
 under autocast, where the library's bf16 kernel measured faster inside a whole Step I pass
-(``benchmarks/bench_step1.py``: 2.2x the plain pass with the value-only backward, 1.1x without).
+(``benchmarks/bench_step1.py --library-attention`` against the default, on a shared CPU).
 Everything else goes to the library untouched.
 """
 
