@@ -208,8 +208,9 @@ def test_explain_maps_do_not_depend_on_the_per_image_loop(tmp_path: Path) -> Non
     options = ExplainOptions(images=[], out=tmp_path, num_samples=2, progress=False)
     from dave_lightning.registry import get_attributor
 
-    batch = get_attributor("dave", model, num_samples=2).attribute(images, targets)
-    torch.testing.assert_close(_attribute(options, model, images, targets), batch)
+    attributor = get_attributor("dave", model, num_samples=2)
+    batch = attributor.attribute(images, targets)
+    torch.testing.assert_close(_attribute(options, attributor, images, targets), batch)
 
 
 def test_explain_signed_draws_both_signs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

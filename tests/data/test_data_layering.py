@@ -10,7 +10,16 @@ from pathlib import Path
 import dave_lightning.data
 
 PACKAGE = Path(dave_lightning.data.__file__).parent
-ALLOWED = {"__future__", "collections", "contextlib", "dataclasses", "math", "operator", "typing"}
+ALLOWED = {
+    "__future__",
+    "collections",
+    "contextlib",
+    "dataclasses",
+    "math",
+    "operator",
+    "typing",
+    "warnings",
+}
 
 
 def imported_roots(path: Path) -> set[str]:

@@ -60,7 +60,7 @@ def test_augmentation_is_on_by_default_and_off_with_the_option() -> None:
 
 
 def test_the_command_line_flag_turns_augmentation_off() -> None:
-    parser = _build_parser()
+    parser, _ = _build_parser()
     assert parser.parse_args(["demo"]).augment is True
     assert parser.parse_args(["demo", "--no-augment"]).augment is False
     assert parser.parse_args(["demo", "--augment"]).augment is True
