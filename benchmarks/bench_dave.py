@@ -31,7 +31,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +38,7 @@ from pathlib import Path
 import timm
 import torch
 from _dave_stages import Setting, stage_table
+from _timing import seconds
 from timm.layers import Attention
 from torch import Tensor, nn
 
@@ -57,16 +57,7 @@ def _best_time(
 ) -> float:
     if warm_up:
         fn()
-    best = math.inf
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min(seconds(fn, device) for _ in range(repeats))
 
 
 def _paired_best_times(
@@ -318,9 +309,9 @@ def _print_stages(args: argparse.Namespace, device: torch.device) -> None:
             print(f"\n{name}, B = {batch}, {setting.passes()} inputs per pass\n")
             print("| what | ms / image | × plain | peak MB |")
             print("|---|---|---|---|")
-            for row, seconds, peak in rows:
+            for row, taken, peak in rows:
                 print(
-                    f"| {row} | {1e3 * seconds / batch:.1f} | {seconds / plain:.2f} | {peak:.0f} |",
+                    f"| {row} | {1e3 * taken / batch:.1f} | {taken / plain:.2f} | {peak:.0f} |",
                     flush=True,
                 )
 

@@ -16,24 +16,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import time
 from collections.abc import Callable
 
 import timm
 import torch
+from _timing import seconds
 from torch import nn
 
 from dave_lightning import _value_only_attention, effective_mode
-
-
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def _gradient_pass(
@@ -78,8 +68,8 @@ def main() -> None:
         plain(), effective()  # warm-up
         times: tuple[list[float], list[float]] = ([], [])
         for _ in range(args.repeats):
-            times[0].append(_timed(plain, device))
-            times[1].append(_timed(effective, device))
+            times[0].append(seconds(plain, device))
+            times[1].append(seconds(effective, device))
         first, second = statistics.median(times[0]), statistics.median(times[1])
         print(f"{name:>9} {first:>9.3f} {second:>12.3f} {second / first:>6.2f}")
 

@@ -15,24 +15,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _timing import seconds
 
 from dave_lightning._bilinear_warp import deterministic_grid_sample
 from dave_lightning.transforms import LocalTransformDistribution, affine_matrices, slot_seed
-
-
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def _forward_backward(sample: Callable, images: torch.Tensor, grid, upstream) -> Callable:
@@ -61,8 +51,8 @@ def measure(batch: int, size: int, device: torch.device, repeats: int) -> tuple[
     difference = float((library() - explicit()).abs().max())  # also the warm-up
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        times[0].append(_timed(library, device))
-        times[1].append(_timed(explicit, device))
+        times[0].append(seconds(library, device))
+        times[1].append(seconds(explicit, device))
     print(f"    (largest gradient difference {difference:.1e})")
     return statistics.median(times[0]), statistics.median(times[1])
 
