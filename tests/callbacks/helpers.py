@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader, Dataset
 
 from dave_lightning.baselines.gradient import Gradient
+from dave_lightning.callbacks._probe import select_probe
 from tests.conftest import tiny_vit
 
 NUM_CLASSES = 5
@@ -210,3 +211,20 @@ def assert_same(first: Any, second: Any, where: str = "fingerprint") -> None:
             assert_same(a, b, f"{where}[{index}]")
     else:
         assert first == second, where
+
+
+VAL_PART = list(range(20, 30))  # a dataset shared with training: these are the validation images
+
+
+def assert_probe_is_the_validation_part(make_loader: Any) -> None:
+    """The probe of ``make_loader(BoxedImages(30))`` holds only (and, asked for more, all) of
+    ``VAL_PART``, with each index's own image, the same for the same seed."""
+    data = BoxedImages(30, 1)
+    loader = make_loader(data)
+    probe = select_probe(loader, 6, seed=0)
+    assert len(probe) == 6
+    assert set(probe.indices.tolist()) <= set(VAL_PART)
+    for position, index in enumerate(probe.indices.tolist()):
+        assert torch.equal(probe.images[position], data.images[index])
+    assert torch.equal(select_probe(loader, 6, seed=0).indices, probe.indices)
+    assert sorted(select_probe(loader, 50, seed=0).indices.tolist()) == VAL_PART

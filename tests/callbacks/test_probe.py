@@ -17,7 +17,7 @@ from torch.utils.data import (
 
 from dave_lightning import BadInputError
 from dave_lightning.callbacks._probe import Probe, parse_batch, select_probe
-from tests.callbacks.helpers import BoxedImages
+from tests.callbacks.helpers import VAL_PART, BoxedImages, assert_probe_is_the_validation_part
 
 IMAGES, LABELS = torch.rand(3, 3, 8, 8), torch.tensor([2, 0, 1])
 BOXES = torch.tensor([[[0.0, 0.0, 4.0, 4.0]], [[1.0, 1.0, 8.0, 8.0]], [[2.0, 0.0, 6.0, 3.0]]])
@@ -117,9 +117,6 @@ class _SubsetSequential(Sampler[int]):
         return len(self.indices)
 
 
-VAL_PART = list(range(20, 30))  # a dataset shared with training: these are the validation images
-
-
 @pytest.mark.parametrize(
     "make_loader",
     [
@@ -141,15 +138,7 @@ VAL_PART = list(range(20, 30))  # a dataset shared with training: these are the 
 def test_the_probe_comes_from_the_samplers_indices_only(
     make_loader: Callable[[BoxedImages], DataLoader],
 ) -> None:
-    data = BoxedImages(30, 1)
-    loader = make_loader(data)
-    probe = select_probe(loader, 6, seed=0)
-    assert len(probe) == 6
-    assert set(probe.indices.tolist()) <= set(VAL_PART)
-    for position, index in enumerate(probe.indices.tolist()):
-        assert torch.equal(probe.images[position], data.images[index])
-    assert torch.equal(select_probe(loader, 6, seed=0).indices, probe.indices)
-    assert sorted(select_probe(loader, 50, seed=0).indices.tolist()) == VAL_PART
+    assert_probe_is_the_validation_part(make_loader)
 
 
 def test_a_dict_batch_without_a_label_key_names_the_keys_it_has() -> None:

@@ -21,9 +21,15 @@ from torch.utils.data import (
 
 from dave_lightning.callbacks import AttributionMonitor
 from dave_lightning.callbacks._probe import select_probe
-from tests.callbacks.helpers import FAST, BoxedImages, TinyClassifier, assert_same, trainer
-
-VAL_PART = list(range(20, 30))  # a dataset shared with training: these are the validation images
+from tests.callbacks.helpers import (
+    FAST,
+    VAL_PART,
+    BoxedImages,
+    TinyClassifier,
+    assert_probe_is_the_validation_part,
+    assert_same,
+    trainer,
+)
 
 
 class _Chosen(Sampler[int]):
@@ -67,15 +73,7 @@ class _Pairs(Sampler[list[int]]):
 def test_the_probe_comes_from_what_the_validation_loader_yields(
     make_loader: Callable[[BoxedImages], DataLoader],
 ) -> None:
-    data = BoxedImages(30, 1)
-    loader = make_loader(data)
-    probe = select_probe(loader, 6, seed=0)
-    assert len(probe) == 6
-    assert set(probe.indices.tolist()) <= set(VAL_PART)
-    for position, index in enumerate(probe.indices.tolist()):
-        assert torch.equal(probe.images[position], data.images[index])
-    assert torch.equal(select_probe(loader, 6, seed=0).indices, probe.indices)
-    assert sorted(select_probe(loader, 50, seed=0).indices.tolist()) == VAL_PART
+    assert_probe_is_the_validation_part(make_loader)
 
 
 def test_a_subset_of_a_shared_dataset_gives_only_its_images() -> None:
