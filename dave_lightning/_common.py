@@ -32,8 +32,18 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def check_int(name: str, value: Any, minimum: int | None = None, *, odd: bool = False) -> int:
+def check_int(
+    name: str,
+    value: Any,
+    minimum: int | None = None,
+    *,
+    odd: bool = False,
+    error: type[BadInputError] = BadInputError,
+) -> int:
     """Return ``value`` when it is an int (not a bool) ``>= minimum`` (and odd if asked).
+
+    ``error`` is the class raised (e.g. :class:`~dave_lightning.errors.ConfigurationError` for a
+    component's options).
 
     Example:
         >>> check_int("steps", 0, minimum=1)
@@ -46,15 +56,21 @@ def check_int(name: str, value: Any, minimum: int | None = None, *, odd: bool = 
     if not valid:
         kind = "an odd integer" if odd else "an integer"
         expected = kind if minimum is None else f"{kind} >= {minimum}"
-        raise BadInputError.for_argument(name, expected, describe(value))
+        raise error.for_argument(name, expected, describe(value))
     return int(value)
 
 
-def check_choice(name: str, value: _Choice, choices: Sequence[_Choice]) -> _Choice:
-    """Return ``value`` when it is one of ``choices``; the error lists them."""
-    if value not in choices or isinstance(value, Tensor):
+def check_choice(
+    name: str,
+    value: _Choice,
+    choices: Sequence[_Choice],
+    *,
+    error: type[BadInputError] = BadInputError,
+) -> _Choice:
+    """Return ``value`` when it is one of ``choices``; the error (class ``error``) lists them."""
+    if isinstance(value, Tensor) or value not in choices:
         listed = ", ".join(repr(choice) for choice in choices)
-        raise BadInputError.for_argument(name, f"one of {listed}", describe(value))
+        raise error.for_argument(name, f"one of {listed}", describe(value))
     return value
 
 

@@ -1,28 +1,37 @@
-"""The monitor's options, checked once at construction with messages that list valid values."""
+"""The monitor's options: declared once here, each checked once at construction.
+
+:class:`MonitorConfig` is the single declaration of
+:class:`~dave_lightning.callbacks.AttributionMonitor`'s options, in its argument order: the
+monitor's signature is built from these fields. Defaults that belong to another component are read
+from it, never copied: DAVE's from :class:`~dave_lightning.DAVE`'s signature, pixel deletion's
+from :class:`~dave_lightning.metrics.DeletionOptions`.
+"""
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, get_type_hints
 
+from dave_lightning._common import check_choice, check_int
 from dave_lightning.callbacks._checks import check_figure_dir
-from dave_lightning.dave import check_noise_alpha
-from dave_lightning.errors import ConfigurationError
-from dave_lightning.metrics.functional.pixel_deletion import _check_deletion_options
+from dave_lightning.callbacks._metrics import MONITOR_METRICS
+from dave_lightning.dave import DAVE, check_noise_alpha
+from dave_lightning.errors import BadInputError, ConfigurationError
+from dave_lightning.metrics import DeletionOptions
 from dave_lightning.registry import available_attributors
 from dave_lightning.transforms import LocalTransformDistribution
 
-__all__ = ["METRIC_DIRECTIONS", "MonitorConfig"]
+__all__ = ["DAVE_DEFAULTS", "MonitorConfig", "monitor_signature"]
 
-METRIC_DIRECTIONS: dict[str, str] = {
-    "grid_pg": "higher is better",
-    "energy_pg": "higher is better",
-    "deletion_auc": "depends on the deletion order",
-    "patch_artifact": "lower is better",
+DAVE_DEFAULTS: dict[str, Any] = {
+    name: parameter.default for name, parameter in inspect.signature(DAVE).parameters.items()
 }
-"""The metrics the monitor computes, and which way each improves."""
-
+"""DAVE's own defaults, by argument name (the monitor's DAVE options default to these)."""
+_DELETION = DeletionOptions()
+"""Pixel deletion's own defaults (the monitor's ``deletion_*`` options default to these)."""
 _DAVE_OPTIONS = (
     "num_samples",
     "noise_alpha",
@@ -36,21 +45,20 @@ _DAVE_ONLY = tuple(name for name in _DAVE_OPTIONS if name != "num_samples")
 """DAVE's options that need "dave" in ``methods`` when changed from their defaults.
 
 ``num_samples`` is left out: callers such as the demo pass it whatever the methods are."""
+_DELETION_NAMES = {
+    "steps": "deletion_steps",
+    "max_fraction": "deletion_max_fraction",
+    "order": "deletion_order",
+    "replacement": "deletion_replacement",
+    "batch_size": "deletion_batch_size",
+    "seed": "seed",
+}
+"""The monitor's name of each :class:`DeletionOptions` field it sets."""
 _AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
 
 
 def _fail(name: str, expected: str, received: Any) -> ConfigurationError:
     return ConfigurationError(f"`{name}`: expected {expected}, received {received!r}.")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(name, f"an integer >= {minimum}", value)
-
-
-def _check_choice(name: str, value: Any, valid: Sequence[str | None]) -> None:
-    if value not in valid:
-        raise _fail(name, "one of " + ", ".join(map(repr, valid)), value)
 
 
 def _as_tuple(value: Any) -> Any:
@@ -68,21 +76,35 @@ def _check_names(name: str, values: Any, valid: Sequence[str]) -> tuple[str, ...
     return tuple(values)
 
 
+def _deletion_options(config: MonitorConfig) -> DeletionOptions:
+    """The monitor's pixel-deletion options; errors name the monitor's arguments."""
+    try:
+        return DeletionOptions(
+            **{option: getattr(config, name) for option, name in _DELETION_NAMES.items()}
+        )
+    except BadInputError as error:
+        message = re.sub(r"^`(\w+)`", lambda m: f"`{_DELETION_NAMES[m[1]]}`", str(error))
+        raise ConfigurationError(message) from None
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
-    """Every option of :class:`~dave_lightning.callbacks.AttributionMonitor`, validated."""
+    """Every option of :class:`~dave_lightning.callbacks.AttributionMonitor`, validated.
 
-    methods: tuple[str, ...] = ("dave",)
-    metrics: tuple[str, ...] = ("grid_pg", "energy_pg", "deletion_auc")
+    Sequences are stored as tuples, ``method_options`` as a dict, ``figure_dir`` as a string.
+    """
+
+    methods: Sequence[str] = ("dave",)
+    metrics: Sequence[str] = ("grid_pg", "energy_pg", "deletion_auc")
     num_images: int = 32
-    num_samples: int = 50
-    noise_alpha: float | str | None = None
-    flip_prob: float = 0.5
-    rotation: float = 20.0
-    translation: float = 0.1
-    scale: tuple[float, float] = (0.9, 1.1)
-    aggregation: str = "robust"
-    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    num_samples: int = DAVE_DEFAULTS["num_samples"]
+    noise_alpha: float | str | None = DAVE_DEFAULTS["noise_alpha"]
+    flip_prob: float = DAVE_DEFAULTS["flip_prob"]
+    rotation: float = DAVE_DEFAULTS["rotation"]
+    translation: float = DAVE_DEFAULTS["translation"]
+    scale: tuple[float, float] = DAVE_DEFAULTS["scale"]
+    aggregation: str = DAVE_DEFAULTS["aggregation"]
+    method_options: Mapping[str, Mapping[str, Any]] | None = None
     max_batch_size: int | str = "auto"
     every_n_epochs: int | None = None
     every_n_validations: int | None = None
@@ -92,41 +114,39 @@ class MonitorConfig:
     max_grids: int = 8
     grid_min_confidence: float | None = None
     grid_full_resolution: bool = False
-    deletion_steps: int = 20
-    deletion_max_fraction: float = 1.0
-    deletion_order: str = "most_relevant_first"
-    deletion_replacement: str = "blur"
-    deletion_batch_size: int = 64
+    deletion_steps: int = _DELETION.steps
+    deletion_max_fraction: float = _DELETION.max_fraction
+    deletion_order: str = _DELETION.order
+    deletion_replacement: str = _DELETION.replacement  # type: ignore[assignment]
+    deletion_batch_size: int = _DELETION.batch_size
     seed: int = 0
     log_prefix: str = "explain"
     on_error: str = "warn"
     batch_transform: Callable[[Any], Any] | None = None
     model_attribute: str | None = None
     autocast: str | None = None
-    display_mean: tuple[float, ...] | None = None
-    display_std: tuple[float, ...] | None = None
+    display_mean: Sequence[float] | None = None
+    display_std: Sequence[float] | None = None
     dataloader_idx: int = 0
     patch_size: int | None = None
     figure_dir: str | None = None
     recalibrate_noise_every_evaluation: bool = False
+    deletion: DeletionOptions = field(init=False, repr=False, compare=False)
+    """The ``deletion_*`` options (and ``seed``) as pixel deletion's checked options object."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "methods", _check_names("methods", self.methods, available_attributors())
-        )
-        object.__setattr__(
-            self, "metrics", _check_names("metrics", self.metrics, tuple(METRIC_DIRECTIONS))
-        )
+        self._normalise()
+        self._set("methods", _check_names("methods", self.methods, available_attributors()))
+        self._set("metrics", _check_names("metrics", self.metrics, tuple(MONITOR_METRICS)))
         for name, minimum in (
             ("num_images", 1),
-            ("num_samples", 1),
             ("log_images", 0),
             ("grid_size", 2),
             ("max_grids", 1),
             ("seed", 0),
             ("dataloader_idx", 0),
         ):
-            _check_int(name, getattr(self, name), minimum)
+            check_int(name, getattr(self, name), minimum, error=ConfigurationError)
         if self.max_batch_size != "auto" and (
             isinstance(self.max_batch_size, bool)
             or not isinstance(self.max_batch_size, int)
@@ -142,20 +162,10 @@ class MonitorConfig:
         self._check_schedule()
         self._check_dave_options()
         self._check_dave_is_chosen()
-        _check_deletion_options(
-            self.deletion_steps,
-            self.deletion_max_fraction,
-            self.deletion_order,
-            self.deletion_replacement,
-            "softmax",
-            self.deletion_batch_size,
-            self.seed,
-            31,
-            7.0,
-        )
-        _check_choice("target", self.target, ("label", "pred"))
-        _check_choice("on_error", self.on_error, ("warn", "raise"))
-        _check_choice("autocast", self.autocast, (None, *_AUTOCAST))
+        self._set("deletion", _deletion_options(self))
+        check_choice("target", self.target, ("label", "pred"), error=ConfigurationError)
+        check_choice("on_error", self.on_error, ("warn", "raise"), error=ConfigurationError)
+        check_choice("autocast", self.autocast, (None, *_AUTOCAST), error=ConfigurationError)
         self._check_method_options()
         if not isinstance(self.log_prefix, str) or not self.log_prefix.strip("/"):
             raise _fail("log_prefix", "a non-empty tag prefix such as 'explain'", self.log_prefix)
@@ -167,7 +177,26 @@ class MonitorConfig:
         ):
             raise _fail("grid_min_confidence", "None or a number in [0, 1)", confidence)
         if self.patch_size is not None:
-            _check_int("patch_size", self.patch_size, 1)
+            check_int("patch_size", self.patch_size, 1, error=ConfigurationError)
+        self._check_display_stats()
+        check_figure_dir(self.figure_dir)
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)  # frozen: only while checking
+
+    def _normalise(self) -> None:
+        """Lists as tuples, ``None`` as an empty ``method_options``, a path as a string."""
+        for name in ("methods", "metrics", "scale", "display_mean", "display_std"):
+            if isinstance(getattr(self, name), list | tuple):
+                self._set(name, tuple(getattr(self, name)))
+        if self.method_options is None:
+            self._set("method_options", {})
+        elif isinstance(self.method_options, Mapping):
+            self._set("method_options", dict(self.method_options))
+        if self.figure_dir is not None:
+            self._set("figure_dir", str(self.figure_dir))
+
+    def _check_display_stats(self) -> None:
         if (self.display_mean is None) != (self.display_std is None):
             raise _fail(
                 "display_mean/display_std", "both or neither", (self.display_mean, self.display_std)
@@ -178,12 +207,11 @@ class MonitorConfig:
                 "as many means as standard deviations (one per channel)",
                 (self.display_mean, self.display_std),
             )
-        check_figure_dir(self.figure_dir)
 
     def _check_schedule(self) -> None:
         for name in ("every_n_epochs", "every_n_validations"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), 1)
+                check_int(name, getattr(self, name), 1, error=ConfigurationError)
         if self.every_n_epochs is not None and self.every_n_validations is not None:
             raise _fail(
                 "every_n_epochs/every_n_validations",
@@ -192,23 +220,23 @@ class MonitorConfig:
             )
 
     def _check_dave_options(self) -> None:
-        if not isinstance(self.scale, list | tuple) or len(self.scale) != 2:
+        """DAVE's options, by the rules DAVE and its transform distribution apply themselves."""
+        check_int("num_samples", self.num_samples, 1, error=ConfigurationError)
+        if not isinstance(self.scale, tuple) or len(self.scale) != 2:
             raise _fail("scale", "a (low, high) pair such as (0.9, 1.1)", self.scale)
-        try:
+        try:  # the distribution's checks are the one statement of the valid ranges
             LocalTransformDistribution(self.flip_prob, self.rotation, self.translation, self.scale)
             if self.noise_alpha not in (None, "auto"):
                 check_noise_alpha(self.noise_alpha, "a number in [0, 1), None or 'auto'")
-        except ConfigurationError:
-            raise
         except ValueError as error:
             raise ConfigurationError(str(error)) from None
-        _check_choice("aggregation", self.aggregation, ("robust", "mean"))
+        check_choice("aggregation", self.aggregation, ("robust", "mean"), error=ConfigurationError)
 
     def _check_dave_is_chosen(self) -> None:
         """DAVE's options set without "dave" in ``methods`` would be ignored: say so instead."""
         if "dave" in self.methods:
             return
-        defaults = {option.name: option.default for option in fields(self)}
+        defaults = {option.name: option.default for option in fields(self) if option.init}
         changed = {
             name: getattr(self, name)
             for name in _DAVE_ONLY
@@ -225,7 +253,7 @@ class MonitorConfig:
             )
 
     def _check_method_options(self) -> None:
-        if not isinstance(self.method_options, Mapping):
+        if not isinstance(self.method_options, Mapping):  # None became {} in _normalise
             raise _fail(
                 "method_options", "a mapping {method: {option: value}}", self.method_options
             )
@@ -261,5 +289,22 @@ class MonitorConfig:
             options.update({name: getattr(self, name) for name in _DAVE_OPTIONS})
             options["scale"] = tuple(self.scale)
             options["seed"] = self.seed
-        options.update(self.method_options.get(method, {}))
+        options.update((self.method_options or {}).get(method, {}))
         return options
+
+
+def monitor_signature() -> inspect.Signature:
+    """The monitor's ``__init__`` signature: one keyword per option, with its default and type.
+
+    Lightning's CLI, ``help()`` and documentation tools read it as if it were written out.
+    """
+    hints = get_type_hints(MonitorConfig)
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [inspect.Parameter("self", keyword)] + [
+        inspect.Parameter(
+            option.name, keyword, default=option.default, annotation=hints[option.name]
+        )
+        for option in fields(MonitorConfig)
+        if option.init
+    ]
+    return inspect.Signature(parameters, return_annotation=None)

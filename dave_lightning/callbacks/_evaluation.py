@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -15,15 +15,10 @@ from torchmetrics import Metric
 
 from dave_lightning.attributor import Attributor
 from dave_lightning.callbacks._config import MonitorConfig
+from dave_lightning.callbacks._metrics import MONITOR_METRICS, deletion_metric
 from dave_lightning.callbacks._probe import Probe
 from dave_lightning.callbacks._safety import preserved_training_state
 from dave_lightning.errors import ConfigurationError
-from dave_lightning.metrics import (
-    EnergyPointingGame,
-    GridPointingGame,
-    PatchArtifactScore,
-    PixelDeletion,
-)
 from dave_lightning.registry import get_attributor
 
 __all__ = ["Evaluation", "GridSet", "MethodScores", "build_attributor", "build_attributors"]
@@ -100,19 +95,6 @@ def _no_progress(label: str) -> None:
     """The default progress callback: nothing."""
 
 
-def _deletion(config: MonitorConfig, order: str) -> PixelDeletion:
-    options: dict[str, Any] = {
-        "steps": config.deletion_steps,
-        "max_fraction": config.deletion_max_fraction,
-        "order": order,
-        "replacement": config.deletion_replacement,
-        "batch_size": config.deletion_batch_size,
-        "seed": config.seed,
-        "normalize": True,  # comparable across epochs; see PixelDeletion
-    }
-    return PixelDeletion(**options)
-
-
 class Evaluation:
     """The metric objects of one monitor and the pass that fills them.
 
@@ -128,21 +110,17 @@ class Evaluation:
     ) -> None:
         self.config = config
         self.attributors = dict(attributors)
-        wanted = set(config.metrics)
-        self.metrics: dict[str, dict[str, Metric]] = {}
-        for method in attributors:
-            metrics: dict[str, Metric] = {}
-            if "grid_pg" in wanted:
-                metrics["grid_pg"] = GridPointingGame(grid_size=config.grid_size)
-            if "energy_pg" in wanted:
-                metrics["energy_pg"] = EnergyPointingGame()
-            if "deletion_auc" in wanted:
-                metrics["deletion_auc"] = _deletion(config, config.deletion_order)
-            if "patch_artifact" in wanted:
-                assert patch_size is not None, "patch_artifact needs the patch size"
-                metrics["patch_artifact"] = PatchArtifactScore(patch_size=patch_size)
-            self.metrics[method] = metrics
-        self.reference = _deletion(config, "random") if "deletion_auc" in wanted else None
+        self.metrics: dict[str, dict[str, Metric]] = {
+            method: {
+                name: MONITOR_METRICS[name].build(config, patch_size) for name in config.metrics
+            }
+            for method in attributors
+        }
+        self.reference = (
+            deletion_metric(replace(config.deletion, order="random"))
+            if "deletion_auc" in config.metrics
+            else None
+        )
         self.seconds: dict[str, float] = {}
         self.progress: Callable[[str], None] = _no_progress
         """Called after each stage of :meth:`update` with its name (a progress bar's step)."""

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dave_lightning.callbacks._metrics import chart_title
+
 if TYPE_CHECKING:
     from dave_lightning.calibration import SensitivityCurve
     from dave_lightning.callbacks._evaluation import MethodScores
     from dave_lightning.callbacks._runs import MethodRuns
 
 __all__ = [
-    "chart_title",
     "custom_scalars_layout",
     "epoch_scalars",
     "figure_to_array",
@@ -33,19 +34,6 @@ __all__ = [
     "summary_writers",
 ]
 
-_DIRECTION = {
-    "grid_pg": "higher is better",
-    "energy_pg": "higher is better",
-    "patch_artifact": "lower is better",
-    "most_relevant_first": "lower is better",
-    "least_relevant_first": "higher is better",
-}
-_LONG_NAMES = {
-    "grid_pg": "GridPG (grid pointing game)",
-    "energy_pg": "EnergyPG (energy pointing game)",
-    "deletion_auc": "pixel deletion AUC of score / unperturbed score",
-    "patch_artifact": "patch-grid artifact score",
-}
 SENSITIVITY = "noise_sensitivity"
 """Name of DAVE's noise-sensitivity curve under its method (``{prefix}/dave/noise_sensitivity``)."""
 SENSITIVITY_TITLE = "DAVE noise sensitivity: retained target score per noise level t"
@@ -108,19 +96,6 @@ def sensitivity_scalars(curve: SensitivityCurve) -> dict[str, float]:
         f"{SENSITIVITY}/{_level_name(level)}": float(value)
         for level, value in zip(levels, retained, strict=True)
     }
-
-
-def chart_title(metric: str, deletion_order: str) -> str:
-    """A chart title saying which way the metric improves.
-
-    Example:
-        >>> chart_title("deletion_auc", "most_relevant_first")
-        'pixel deletion AUC of score / unperturbed score, most relevant first (lower is better)'
-    """
-    if metric == "deletion_auc":
-        order = deletion_order.replace("_", " ")
-        return f"{_LONG_NAMES[metric]}, {order} ({_DIRECTION[deletion_order]})"
-    return f"{_LONG_NAMES.get(metric, metric)} ({_DIRECTION.get(metric, '')})"
 
 
 def custom_scalars_layout(

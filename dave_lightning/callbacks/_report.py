@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._evaluation import MethodScores
-from dave_lightning.callbacks._logging import chart_title, log_figure, logging_step
+from dave_lightning.callbacks._logging import log_figure, logging_step
+from dave_lightning.callbacks._metrics import chart_title
 from dave_lightning.metrics.functional import deletion_fractions
 from dave_lightning.viz import (
     attribution_figure,

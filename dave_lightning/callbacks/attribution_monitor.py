@@ -8,12 +8,11 @@ curves. Training is bit-for-bit unchanged by it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 
-from dave_lightning.callbacks._config import MonitorConfig
+from dave_lightning.callbacks._config import MonitorConfig, monitor_signature
 from dave_lightning.callbacks._monitor import MonitorError, MonitorLogic
 from dave_lightning.callbacks._validation import check_validation_runs
 
@@ -94,86 +93,9 @@ class _MonitorHooks(MonitorLogic):
             the level with changes of the model).
     """
 
-    def __init__(
-        self,
-        methods: Sequence[str] = ("dave",),
-        metrics: Sequence[str] = ("grid_pg", "energy_pg", "deletion_auc"),
-        num_images: int = 32,
-        num_samples: int = 50,
-        noise_alpha: float | str | None = None,
-        flip_prob: float = 0.5,
-        rotation: float = 20.0,
-        translation: float = 0.1,
-        scale: tuple[float, float] = (0.9, 1.1),
-        aggregation: str = "robust",
-        method_options: Mapping[str, Mapping[str, Any]] | None = None,
-        max_batch_size: int | str = "auto",
-        every_n_epochs: int | None = None,
-        every_n_validations: int | None = None,
-        log_images: int = 8,
-        target: str = "label",
-        grid_size: int = 2,
-        max_grids: int = 8,
-        grid_min_confidence: float | None = None,
-        grid_full_resolution: bool = False,
-        deletion_steps: int = 20,
-        deletion_max_fraction: float = 1.0,
-        deletion_order: str = "most_relevant_first",
-        deletion_replacement: str = "blur",
-        deletion_batch_size: int = 64,
-        seed: int = 0,
-        log_prefix: str = "explain",
-        on_error: str = "warn",
-        batch_transform: Callable[[Any], Any] | None = None,
-        model_attribute: str | None = None,
-        autocast: str | None = None,
-        display_mean: Sequence[float] | None = None,
-        display_std: Sequence[float] | None = None,
-        dataloader_idx: int = 0,
-        patch_size: int | None = None,
-        figure_dir: str | None = None,
-        recalibrate_noise_every_evaluation: bool = False,
-    ) -> None:
-        config = MonitorConfig(
-            methods=tuple(methods) if isinstance(methods, list | tuple) else methods,  # type: ignore[arg-type]
-            metrics=tuple(metrics) if isinstance(metrics, list | tuple) else metrics,  # type: ignore[arg-type]
-            num_images=num_images,
-            num_samples=num_samples,
-            noise_alpha=noise_alpha,
-            flip_prob=flip_prob,
-            rotation=rotation,
-            translation=translation,
-            scale=tuple(scale) if isinstance(scale, list | tuple) else scale,  # type: ignore[arg-type]
-            aggregation=aggregation,
-            method_options=dict(method_options or {}),
-            max_batch_size=max_batch_size,
-            every_n_epochs=every_n_epochs,
-            every_n_validations=every_n_validations,
-            log_images=log_images,
-            target=target,
-            grid_size=grid_size,
-            max_grids=max_grids,
-            grid_min_confidence=grid_min_confidence,
-            grid_full_resolution=grid_full_resolution,
-            deletion_steps=deletion_steps,
-            deletion_max_fraction=deletion_max_fraction,
-            deletion_order=deletion_order,
-            deletion_replacement=deletion_replacement,
-            deletion_batch_size=deletion_batch_size,
-            seed=seed,
-            log_prefix=log_prefix,
-            on_error=on_error,
-            batch_transform=batch_transform,
-            model_attribute=model_attribute,
-            autocast=autocast,
-            display_mean=None if display_mean is None else tuple(display_mean),
-            display_std=None if display_std is None else tuple(display_std),
-            dataloader_idx=dataloader_idx,
-            patch_size=patch_size,
-            figure_dir=None if figure_dir is None else str(figure_dir),
-            recalibrate_noise_every_evaluation=recalibrate_noise_every_evaluation,
-        )
-        super().__init__(config)
+    def __init__(self, *args: Any, **options: Any) -> None:
+        # The keywords and defaults are MonitorConfig's fields (see `monitor_signature` below).
+        super().__init__(MonitorConfig(*args, **options))
 
     @property
     def state_key(self) -> str:
@@ -232,3 +154,6 @@ class AttributionMonitor(_MonitorHooks, pl.Callback):
     """Track explanation quality over epochs; see :class:`_MonitorHooks` for the options."""
 
     __doc__ = _MonitorHooks.__doc__
+
+
+_MonitorHooks.__init__.__signature__ = monitor_signature()  # type: ignore[attr-defined]

@@ -5,19 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from dave_lightning.callbacks._metrics import higher_is_better
 from dave_lightning.demo.run import DemoResult
+from dave_lightning.metrics import DeletionOptions
+from dave_lightning.metrics._plot import direction_label
 from dave_lightning.viz import REFERENCE, metric_history_figure
 
 __all__ = ["EpochPrinter", "format_row", "format_table", "save_summary", "table_header", "verdict"]
 
 PREFIX = "explain"
+_DELETION_ORDER = DeletionOptions().order  # the demo's monitor keeps the default order
+
+
+def _direction(metric: str) -> str:
+    """Which way a column improves, as the monitor's metric says."""
+    return direction_label(higher_is_better(metric, _DELETION_ORDER))
+
+
 _METRICS = {
-    "grid_pg": ("GridPG", "higher is better"),
-    "energy_pg": ("EnergyPG", "higher is better"),
+    "grid_pg": ("GridPG", _direction("grid_pg")),
+    "energy_pg": ("EnergyPG", _direction("energy_pg")),
     "deletion_auc": (
         "DelAUC",
-        "lower is better (most relevant pixels removed first; AUC of score / unperturbed score, "
-        "1 = no drop; 'random' removes pixels in random order)",
+        f"{_direction('deletion_auc')} (most relevant pixels removed first; AUC of score / "
+        "unperturbed score, 1 = no drop; 'random' removes pixels in random order)",
     ),
 }
 _SCORE_LIMITS = (0.0, 1.05)
@@ -135,7 +146,7 @@ def save_summary(result: DemoResult, path: Path) -> Path:
             for method in _methods(result, metric)
         }
         titles[metric] = f"{short} ({direction.split(' (')[0]})"
-    titles["deletion_auc"] = "DelAUC, score / unperturbed (lower is better)"
+    titles["deletion_auc"] = f"DelAUC, score / unperturbed ({_direction('deletion_auc')})"
     limits = {metric: _SCORE_LIMITS for metric in history}
     figure = metric_history_figure(history, titles, limits)
     path.parent.mkdir(parents=True, exist_ok=True)

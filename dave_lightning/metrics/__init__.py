@@ -14,8 +14,15 @@ Example:
 """
 
 from dave_lightning.metrics.energy_pointing_game import EnergyPointingGame
+from dave_lightning.metrics.functional.pixel_deletion import DeletionOptions
 from dave_lightning.metrics.grid_pointing_game import GridPointingGame
 from dave_lightning.metrics.patch_artifact import PatchArtifactScore
 from dave_lightning.metrics.pixel_deletion import PixelDeletion
 
-__all__ = ["EnergyPointingGame", "GridPointingGame", "PatchArtifactScore", "PixelDeletion"]
+__all__ = [
+    "DeletionOptions",
+    "EnergyPointingGame",
+    "GridPointingGame",
+    "PatchArtifactScore",
+    "PixelDeletion",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -19,10 +20,10 @@ from dave_lightning.metrics.functional.deletion_auc import (
     normalize_curves,
 )
 from dave_lightning.metrics.functional.pixel_deletion import (
+    DeletionOptions,
     DeletionOrder,
     DeletionScore,
     Replacement,
-    _check_deletion_options,
     _pixel_deletion_update,
 )
 
@@ -119,7 +120,7 @@ class PixelDeletion(Metric):
         normalize: bool = False,
         **kwargs: Any,
     ) -> None:
-        _check_deletion_options(
+        options = DeletionOptions(
             steps,
             max_fraction,
             order,
@@ -133,6 +134,8 @@ class PixelDeletion(Metric):
         if not isinstance(normalize, bool):
             raise BadInputError.for_argument("normalize", "True or False", repr(normalize))
         super().__init__(**kwargs)
+        self.options = options
+        """Every deletion option, checked once here and passed whole to each update."""
         self.normalize = normalize
         self.steps, self.max_fraction, self.order = steps, max_fraction, order
         self.replacement, self.score, self.batch_size = replacement, score, batch_size
@@ -141,6 +144,19 @@ class PixelDeletion(Metric):
         self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("num_nan", default=torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("auc_scores", default=[], dist_reduce_fx="cat")
+
+    @classmethod
+    def from_options(
+        cls, options: DeletionOptions, normalize: bool = False, **kwargs: Any
+    ) -> PixelDeletion:
+        """The metric for checked ``options`` (e.g. built once by a caller with its own names).
+
+        Example:
+            >>> PixelDeletion.from_options(DeletionOptions(steps=4), normalize=True).steps
+            4
+        """
+        options_by_name = {option.name: getattr(options, option.name) for option in fields(options)}
+        return cls(**options_by_name, normalize=normalize, **kwargs)
 
     @property
     def higher_is_better(self) -> bool | None:  # type: ignore[override]
@@ -179,20 +195,7 @@ class PixelDeletion(Metric):
             seen = int(self.count) + int(self.num_nan)
             image_ids = torch.arange(seen, seen + images.shape[0])
         curves, finite = _pixel_deletion_update(
-            model,
-            images,
-            attributions,
-            target,
-            self.steps,
-            self.max_fraction,
-            self.order,
-            self.replacement,
-            self.score,
-            self.batch_size,
-            self.seed,
-            self.blur_kernel_size,
-            self.blur_sigma,
-            image_ids,
+            model, images, attributions, target, self.options, image_ids
         )
         self.num_nan += warn_non_finite(type(self).__name__, finite)
         kept = curves[finite]

@@ -42,10 +42,16 @@ from tests.callbacks.helpers import (
             r" 'patch_artifact',"
             r" received \['iou'\]",
         ),
-        ({"num_images": 0}, r"`num_images`: expected an integer >= 1, received 0"),
-        ({"target": "logits"}, r"`target`: expected one of 'label', 'pred', received 'logits'"),
+        ({"num_images": 0}, r"`num_images`: expected an integer >= 1, received int 0"),
+        (
+            {"target": "logits"},
+            r"`target`: expected one of 'label', 'pred', received str 'logits'",
+        ),
         ({"on_error": "ignore"}, r"`on_error`: expected one of 'warn', 'raise'"),
-        ({"deletion_order": "middle_out"}, r"`order`: expected one of 'most_relevant_first'"),
+        (
+            {"deletion_order": "middle_out"},
+            r"`deletion_order`: expected one of 'most_relevant_first'",
+        ),
         ({"rotation": -3.0}, r"`rotation`"),
         ({"noise_alpha": 1.5}, r"`noise_alpha`"),
         ({"grid_size": 1}, r"`grid_size`: expected an integer >= 2"),

@@ -79,7 +79,9 @@ def test_functional_normalisation_and_non_positive_scores() -> None:
 
 def test_the_monitor_normalises_its_deletion_metrics() -> None:
     from dave_lightning.callbacks._config import MonitorConfig
-    from dave_lightning.callbacks._evaluation import _deletion
+    from dave_lightning.callbacks._evaluation import Evaluation
 
-    assert _deletion(MonitorConfig(), "random").normalize
-    assert _deletion(MonitorConfig(), "most_relevant_first").normalize
+    evaluation = Evaluation(MonitorConfig(), {"dave": None})  # type: ignore[dict-item]
+    assert evaluation.reference is not None
+    assert evaluation.reference.normalize
+    assert evaluation.metrics["dave"]["deletion_auc"].normalize

@@ -20,6 +20,7 @@ from dave_lightning.metrics.functional.patch_artifact import (
     patch_artifact_score,
 )
 from dave_lightning.metrics.functional.pixel_deletion import (
+    DeletionOptions,
     DeletionOrder,
     DeletionScore,
     Replacement,
@@ -28,6 +29,7 @@ from dave_lightning.metrics.functional.pixel_deletion import (
 
 __all__ = [
     "Boxes",
+    "DeletionOptions",
     "DeletionOrder",
     "DeletionScore",
     "Replacement",

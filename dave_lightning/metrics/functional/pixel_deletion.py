@@ -49,12 +49,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-from dave_lightning._common import check_int
+from dave_lightning._common import check_choice, check_int
 from dave_lightning.errors import BadInputError
 from dave_lightning.metrics.functional._checks import (
     check_attribution_maps,
@@ -71,47 +72,82 @@ from dave_lightning.metrics.functional._perturbation import (
 )
 from dave_lightning.metrics.functional.deletion_auc import deletion_fractions
 
-__all__ = ["DeletionOrder", "DeletionScore", "Replacement", "pixel_deletion"]
+__all__ = ["DeletionOptions", "DeletionOrder", "DeletionScore", "Replacement", "pixel_deletion"]
 
 DeletionOrder = Literal["most_relevant_first", "least_relevant_first", "random"]
 DeletionScore = Literal["softmax", "logit"]
 Replacement = Literal["blur", "zero", "mean"]
 
 
-def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in valid:
-        raise BadInputError.for_argument(name, f"one of {', '.join(map(repr, valid))}", repr(value))
+@dataclass(frozen=True)
+class DeletionOptions:
+    """How pixel deletion removes pixels and scores the result, checked once when built.
+
+    Passed whole to :class:`~dave_lightning.metrics.PixelDeletion` (``from_options``) and through
+    its update; see :func:`pixel_deletion` for what each option means.
+
+    Attributes:
+        steps: Number of removal steps; the curve has ``steps + 1`` points.
+        max_fraction: Fraction of pixels removed at the last step, in (0, 1].
+        order: ``"most_relevant_first"``, ``"least_relevant_first"`` or ``"random"``.
+        replacement: ``"blur"``, ``"zero"``, ``"mean"`` or a floating tensor broadcastable to the
+            images (its shape is checked against the images at each call).
+        score: ``"softmax"`` (target probability) or ``"logit"``.
+        batch_size: Most perturbed copies per forward pass.
+        seed: Seed of the permutation that breaks ties (and of the ``"random"`` order).
+        blur_kernel_size: Odd Gaussian kernel size for ``replacement="blur"``.
+        blur_sigma: Gaussian standard deviation in pixels for ``replacement="blur"``.
+
+    Raises:
+        BadInputError: For an invalid option, naming it.
+
+    Example:
+        >>> DeletionOptions(steps=4, order="least_relevant_first").steps
+        4
+        >>> DeletionOptions(order="middle_out")
+        Traceback (most recent call last):
+        ...
+        dave_lightning.errors.BadInputError: `order`: expected one of 'most_relevant_first', \
+'least_relevant_first', 'random', received str 'middle_out'.
+    """
+
+    steps: int = 20
+    max_fraction: float = 1.0
+    order: DeletionOrder = "most_relevant_first"
+    replacement: Replacement | Tensor = "blur"
+    score: DeletionScore = "softmax"
+    batch_size: int = 64
+    seed: int = 0
+    blur_kernel_size: int = 31
+    blur_sigma: float = 7.0
+
+    def __post_init__(self) -> None:
+        check_int("steps", self.steps, minimum=1)
+        fraction = self.max_fraction
+        if not _is_number(fraction) or not 0 < fraction <= 1:
+            raise BadInputError.for_argument(
+                "max_fraction", "a number in (0, 1]", describe(fraction)
+            )
+        check_choice("order", self.order, get_args(DeletionOrder))
+        if not isinstance(self.replacement, Tensor):
+            check_choice("replacement", self.replacement, get_args(Replacement))
+        elif not self.replacement.is_floating_point():
+            raise BadInputError.for_argument(
+                "replacement",
+                "a floating tensor broadcastable to (B, C, H, W)",
+                describe(self.replacement),
+            )
+        check_choice("score", self.score, get_args(DeletionScore))
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        check_int("blur_kernel_size", self.blur_kernel_size, minimum=1, odd=True)
+        sigma = self.blur_sigma
+        if not _is_number(sigma) or not math.isfinite(sigma) or sigma <= 0:
+            raise BadInputError.for_argument("blur_sigma", "a positive number", describe(sigma))
 
 
-def _check_deletion_options(
-    steps: int,
-    max_fraction: float,
-    order: str,
-    replacement: str | Tensor,
-    score: str,
-    batch_size: int,
-    seed: int,
-    blur_kernel_size: int,
-    blur_sigma: float,
-) -> None:
-    check_int("steps", steps, minimum=1)
-    fraction_ok = isinstance(max_fraction, int | float) and not isinstance(max_fraction, bool)
-    if not fraction_ok or not 0 < max_fraction <= 1:
-        raise BadInputError.for_argument("max_fraction", "a number in (0, 1]", repr(max_fraction))
-    _check_choice("order", order, get_args(DeletionOrder))
-    if not isinstance(replacement, Tensor):
-        _check_choice("replacement", replacement, get_args(Replacement))
-    elif not replacement.is_floating_point():
-        raise BadInputError.for_argument(
-            "replacement", "a floating tensor broadcastable to (B, C, H, W)", describe(replacement)
-        )
-    _check_choice("score", score, get_args(DeletionScore))
-    check_int("batch_size", batch_size, minimum=1)
-    check_int("seed", seed, minimum=0)
-    check_int("blur_kernel_size", blur_kernel_size, minimum=1, odd=True)
-    sigma_ok = isinstance(blur_sigma, int | float) and not isinstance(blur_sigma, bool)
-    if not sigma_ok or not math.isfinite(blur_sigma) or blur_sigma <= 0:
-        raise BadInputError.for_argument("blur_sigma", "a positive number", repr(blur_sigma))
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_deletion_inputs(images: Any, attributions: Any, target: Any) -> Tensor:
@@ -228,48 +264,32 @@ def _pixel_deletion_update(
     images: Tensor,
     attributions: Tensor,
     target: Tensor | int,
-    steps: int = 20,
-    max_fraction: float = 1.0,
-    order: str = "most_relevant_first",
-    replacement: str | Tensor = "blur",
-    score: str = "softmax",
-    batch_size: int = 64,
-    seed: int = 0,
-    blur_kernel_size: int = 31,
-    blur_sigma: float = 7.0,
+    options: DeletionOptions,
     image_ids: Tensor | Sequence[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Check everything and compute the curves.
+    """Check the inputs (the options are checked already) and compute the curves.
 
     Returns:
         ``(curves, finite)``: ``(B, steps + 1)`` curves (NaN rows for non-finite maps) and the
         ``(B,)`` bool mask of finite maps.
     """
-    _check_deletion_options(
-        steps,
-        max_fraction,
-        order,
-        replacement,
-        score,
-        batch_size,
-        seed,
-        blur_kernel_size,
-        blur_sigma,
-    )
     targets = _check_deletion_inputs(images, attributions, target)
     maps = attributions.to(images.device)
     finite = finite_maps(maps)
     kept = finite.nonzero()[:, 0]
     batch, _, height, width = images.shape
     ids = _check_image_ids(image_ids, batch)
+    steps = options.steps
     if kept.numel() == 0:
         dtype = torch.promote_types(images.dtype, torch.float32)
         return images.new_full((batch, steps + 1), float("nan"), dtype=dtype), finite
-    seeds = [permutation_seed(seed, ids[int(i)]) for i in kept]
-    ranks = removal_ranks(maps.index_select(0, kept), order, seeds)
-    counts = step_counts(steps, max_fraction, height * width, images.device).to(ranks.dtype)
+    seeds = [permutation_seed(options.seed, ids[int(i)]) for i in kept]
+    ranks = removal_ranks(maps.index_select(0, kept), options.order, seeds)
+    counts = step_counts(steps, options.max_fraction, height * width, images.device)
     with evaluation_mode(model):
-        fill = _replacement_images(images, replacement, blur_kernel_size, blur_sigma)
+        fill = _replacement_images(
+            images, options.replacement, options.blur_kernel_size, options.blur_sigma
+        )
         if fill.shape[0] != 1:
             fill = fill.index_select(0, kept)
         kept_curves = _evaluate_curves(
@@ -277,10 +297,10 @@ def _pixel_deletion_update(
             images.index_select(0, kept),
             fill,
             ranks,
-            counts,
+            counts.to(ranks.dtype),
             targets.index_select(0, kept),
-            score,
-            batch_size,
+            options.score,
+            options.batch_size,
         )
     curves = kept_curves.new_full((batch, steps + 1), float("nan"))
     curves[kept] = kept_curves
@@ -352,11 +372,7 @@ def pixel_deletion(
         >>> deletion_auc(curves, fractions)
         tensor([2.])
     """
-    curves, _ = _pixel_deletion_update(
-        model,
-        images,
-        attributions,
-        target,
+    options = DeletionOptions(
         steps,
         max_fraction,
         order,
@@ -366,6 +382,6 @@ def pixel_deletion(
         seed,
         blur_kernel_size,
         blur_sigma,
-        image_ids,
     )
+    curves, _ = _pixel_deletion_update(model, images, attributions, target, options, image_ids)
     return deletion_fractions(steps, max_fraction, curves.dtype, curves.device), curves
