@@ -15,44 +15,20 @@ from torchmetrics import Metric
 
 from dave_lightning.attributor import Attributor
 from dave_lightning.callbacks._config import MonitorConfig
+from dave_lightning.callbacks._grids import GridSet
 from dave_lightning.callbacks._metrics import MONITOR_METRICS, deletion_metric
 from dave_lightning.callbacks._probe import Probe
-from dave_lightning.callbacks._safety import preserved_training_state
+from dave_lightning.callbacks._training_state import preserved_training_state
 from dave_lightning.errors import ConfigurationError
 from dave_lightning.registry import get_attributor
 
-__all__ = ["Evaluation", "GridSet", "MethodScores", "build_attributor", "build_attributors"]
+__all__ = ["Evaluation", "MethodScores", "build_attributor", "build_attributors"]
 
 RANDOM_ORDER = "random_order"
 """Name of the deletion reference line (pixels removed in random order)."""
 ATTRIBUTION = "attribution"
 """Failure key of a method's maps of the probe images (every image metric needs them)."""
 _T = TypeVar("_T")
-
-
-@dataclass
-class GridSet:
-    """Grids for the pointing game, sharded like the probe.
-
-    Attributes:
-        images: ``(G, C, H, W)`` composed grids.
-        classes: ``(G, K)`` the class to explain in each scored cell.
-        cells: ``(G, K)`` the row-major index of each scored cell.
-        ids: ``(G,)`` keys of each grid's random stream.
-    """
-
-    images: Tensor
-    classes: Tensor
-    cells: Tensor
-    ids: Tensor
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def shard(self, rank: int, world_size: int) -> GridSet:
-        """This process's share of the grids."""
-        index = torch.arange(rank, len(self), world_size)
-        return GridSet(self.images[index], self.classes[index], self.cells[index], self.ids[index])
 
 
 @dataclass

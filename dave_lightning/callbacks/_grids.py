@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from dave_lightning.callbacks._config import MonitorConfig
-from dave_lightning.callbacks._evaluation import GridSet
-from dave_lightning.callbacks._probe import Probe
+from dave_lightning.callbacks._probe import Probe, rank_positions
 from dave_lightning.data import make_grids
 
-__all__ = ["build_grid_set"]
+__all__ = ["GridSet", "build_grid_set"]
+
+
+@dataclass
+class GridSet:
+    """Grids for the pointing game, sharded like the probe.
+
+    Attributes:
+        images: ``(G, C, H, W)`` composed grids.
+        classes: ``(G, K)`` the class to explain in each scored cell.
+        cells: ``(G, K)`` the row-major index of each scored cell.
+        ids: ``(G,)`` keys of each grid's random stream.
+    """
+
+    images: Tensor
+    classes: Tensor
+    cells: Tensor
+    ids: Tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def share(self, trainer: Any, device: torch.device, dtype: torch.dtype) -> GridSet:
+        """This process's share of the grids (see :func:`rank_positions`), on ``device``."""
+        index = rank_positions(trainer, len(self))
+        return GridSet(
+            self.images[index].to(device=device, dtype=dtype),
+            self.classes[index].to(device),
+            self.cells[index].to(device),
+            self.ids[index],
+        )
 
 
 def build_grid_set(

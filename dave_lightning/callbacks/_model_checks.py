@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from dave_lightning.attributor import check_logits
 from dave_lightning.callbacks._precision import float32_network
-from dave_lightning.callbacks._safety import preserved_training_state
+from dave_lightning.callbacks._training_state import preserved_training_state
 from dave_lightning.errors import BadInputError, UnsupportedModelError
 
 __all__ = ["check_network_output", "short_unsupported_error"]

@@ -16,13 +16,12 @@ from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._evaluation import (
     ATTRIBUTION,
     Evaluation,
-    GridSet,
     MethodScores,
     build_attributor,
     network_patch_size,
 )
-from dave_lightning.callbacks._grids import build_grid_set
-from dave_lightning.callbacks._guard import AbandonedError, FailureGuard, MonitorError
+from dave_lightning.callbacks._failures import AbandonedError, FailureGuard, MonitorError
+from dave_lightning.callbacks._grids import GridSet, build_grid_set
 from dave_lightning.callbacks._logging import (
     custom_scalars_layout,
     epoch_scalars,
@@ -33,12 +32,12 @@ from dave_lightning.callbacks._logging import (
 )
 from dave_lightning.callbacks._model_checks import check_network_output, short_unsupported_error
 from dave_lightning.callbacks._precision import float32_network
-from dave_lightning.callbacks._probe import Probe, probe_still_in, select_probe
+from dave_lightning.callbacks._probe import Probe, probe_still_in, rank_positions, select_probe
 from dave_lightning.callbacks._progress import EvaluationProgress
 from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
 from dave_lightning.callbacks._runs import MethodRuns
-from dave_lightning.callbacks._safety import preserved_training_state
 from dave_lightning.callbacks._schedule import Schedule, schedule_warnings
+from dave_lightning.callbacks._training_state import preserved_training_state
 from dave_lightning.callbacks._validation import (
     load_fit_validation_data,
     validation_batches,
@@ -356,7 +355,7 @@ class MonitorLogic:
                 self._calibrate(images, targets)
                 if calibrates:
                     progress.advance("DAVE noise calibration")
-                positions = torch.arange(trainer.global_rank, len(self.probe), trainer.world_size)
+                positions = rank_positions(trainer, len(self.probe))
                 share = self.probe.select(positions)
                 share.images = images[positions.to(device)]
                 grids = self._grid_share(trainer, network, device, dtype)
@@ -433,13 +432,7 @@ class MonitorLogic:
                 self._warn_once("grid", f"AttributionMonitor: GridPG is skipped: {reason}")
         if self._grids is None:
             return None
-        share = self._grids.shard(trainer.global_rank, trainer.world_size)
-        return GridSet(
-            share.images.to(device=device, dtype=dtype),
-            share.classes.to(device),
-            share.cells.to(device),
-            share.ids,
-        )
+        return self._grids.share(trainer, device, dtype)
 
     def _has_regions(self) -> bool:
         return self.probe is not None and (

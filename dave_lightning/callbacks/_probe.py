@@ -17,10 +17,17 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from dave_lightning.callbacks._safety import preserved_generators, preserved_rng
+from dave_lightning.callbacks._training_state import preserved_generators, preserved_rng
 from dave_lightning.errors import BadInputError
 
-__all__ = ["Probe", "loader_indices", "parse_batch", "probe_still_in", "select_probe"]
+__all__ = [
+    "Probe",
+    "loader_indices",
+    "parse_batch",
+    "probe_still_in",
+    "rank_positions",
+    "select_probe",
+]
 
 _IMAGE_KEYS = ("images", "image", "inputs", "input", "x")
 _LABEL_KEYS = ("labels", "label", "targets", "target", "y")
@@ -62,10 +69,6 @@ class Probe:
             masks=None if self.masks is None else self.masks[index],
         )
 
-    def shard(self, rank: int, world_size: int) -> Probe:
-        """This process's share: positions ``rank, rank + world_size, ...``."""
-        return self.select(range(rank, len(self), world_size))
-
     def state(self) -> dict[str, Any]:
         """Plain tensors and lists for a checkpoint."""
         return {field.name: getattr(self, field.name) for field in fields(self)}
@@ -75,6 +78,19 @@ class Probe:
         """Rebuild a probe saved with :meth:`state`."""
         values: dict[str, Any] = {field.name: state.get(field.name) for field in fields(cls)}
         return cls(**values)
+
+
+def rank_positions(trainer: Any, count: int) -> Tensor:
+    """This process's share of ``count`` items: positions ``rank, rank + world_size, ...``.
+
+    The one rule by which the probe images, their figure maps and the grids are shared out.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> rank_positions(SimpleNamespace(global_rank=1, world_size=4), 6)
+        tensor([1, 5])
+    """
+    return torch.arange(trainer.global_rank, count, trainer.world_size)
 
 
 def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
@@ -219,8 +235,8 @@ def loader_indices(loader: DataLoader) -> Tensor:
     Iterates the loader's batch sampler (or its sampler), so a plain list of indices, a custom
     ``Sampler`` or ``batch_sampler``, ``SubsetRandomSampler`` or a sampler over a dataset shared
     with training contribute exactly their own indices. Iterating may draw random numbers: call
-    it inside :func:`~dave_lightning.callbacks._safety.preserved_rng` and
-    :func:`~dave_lightning.callbacks._safety.preserved_generators`.
+    it inside :func:`~dave_lightning.callbacks._training_state.preserved_rng` and
+    :func:`~dave_lightning.callbacks._training_state.preserved_generators`.
     """
     size = len(loader.dataset)  # type: ignore[arg-type]
     sampler: Any = loader.sampler

@@ -13,6 +13,7 @@ from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._evaluation import MethodScores
 from dave_lightning.callbacks._logging import log_figure, logging_step
 from dave_lightning.callbacks._metrics import chart_title
+from dave_lightning.callbacks._probe import Probe, rank_positions
 from dave_lightning.metrics.functional import deletion_fractions
 from dave_lightning.viz import (
     attribution_figure,
@@ -23,7 +24,6 @@ from dave_lightning.viz import (
 
 if TYPE_CHECKING:
     from dave_lightning.callbacks._monitor import MonitorLogic
-    from dave_lightning.callbacks._probe import Probe
 
 
 __all__ = ["gather_figure_maps", "log_epoch_figures"]
@@ -42,7 +42,7 @@ def gather_figure_maps(
     if count == 0 or not (trainer.loggers or config.figure_dir is not None):
         return {}
     height, width = probe.images.shape[-2:]
-    positions = torch.arange(trainer.global_rank, count, trainer.world_size)
+    positions = rank_positions(trainer, count)
     gathered = {}
     for method in config.methods:
         full = torch.zeros(count, height, width, device=trainer.strategy.root_device)

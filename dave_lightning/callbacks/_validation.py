@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dave_lightning.callbacks._safety import preserved_rng
+from dave_lightning.callbacks._training_state import preserved_rng
 from dave_lightning.errors import ConfigurationError
 
 __all__ = [

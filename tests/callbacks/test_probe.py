@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from torch.utils.data import (
 )
 
 from dave_lightning import BadInputError
-from dave_lightning.callbacks._probe import Probe, parse_batch, select_probe
+from dave_lightning.callbacks._probe import Probe, parse_batch, rank_positions, select_probe
 from tests.callbacks.helpers import VAL_PART, BoxedImages, assert_probe_is_the_validation_part
 
 IMAGES, LABELS = torch.rand(3, 3, 8, 8), torch.tensor([2, 0, 1])
@@ -95,7 +96,8 @@ def test_iterable_datasets_give_their_first_images_and_shards_partition_the_prob
     probe = select_probe(DataLoader(_Stream(), batch_size=4), 6, seed=0)
     assert probe.indices.tolist() == list(range(6))
     assert torch.equal(probe.images, BoxedImages(10, 2).images[:6])
-    shards = [probe.shard(rank, 4) for rank in range(4)]
+    ranks = [SimpleNamespace(global_rank=rank, world_size=4) for rank in range(4)]
+    shards = [probe.select(rank_positions(rank, len(probe))) for rank in ranks]
     assert sorted(i for s in shards for i in s.indices.tolist()) == list(range(6))
     assert shards[1].indices.tolist() == [1, 5]
     assert [tuple(b.shape) for b in shards[1].boxes] == [(1, 4), (1, 4)]

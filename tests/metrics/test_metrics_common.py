@@ -21,6 +21,7 @@ ALLOWED_TOP_LEVEL = {
     "__future__",
     "collections",
     "contextlib",
+    "dataclasses",
     "math",
     "typing",
     "warnings",
