@@ -8,7 +8,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from dave_lightning.callbacks._logging import figure_to_array
+from dave_lightning.callbacks._publish import figure_to_array
 from dave_lightning.viz import (
     CMAP,
     SIGNED_CMAP,

@@ -22,7 +22,7 @@ from dave_lightning.callbacks._training_state import preserved_training_state
 from dave_lightning.errors import ConfigurationError
 from dave_lightning.registry import get_attributor
 
-__all__ = ["Evaluation", "MethodScores", "build_attributor", "build_attributors"]
+__all__ = ["Evaluation", "MethodScores", "Outcome", "build_attributor", "build_attributors"]
 
 RANDOM_ORDER = "random_order"
 """Name of the deletion reference line (pixels removed in random order)."""
@@ -38,6 +38,21 @@ class MethodScores:
     scalars: dict[str, float] = field(default_factory=dict)
     deletion_curve: Tensor | None = None
     num_nan: int = 0
+
+
+@dataclass
+class Outcome:
+    """What one evaluation produced, the same on every process.
+
+    Attributes:
+        results: Per method its scores (and ``"random_order"``, the deletion reference line).
+        reference: The random-order deletion curve, or ``None``.
+        figure_maps: Per method the maps of the first ``log_images`` probe images (may be empty).
+    """
+
+    results: dict[str, MethodScores]
+    reference: Tensor | None
+    figure_maps: dict[str, Tensor]
 
 
 def build_attributor(config: MonitorConfig, network: nn.Module, method: str) -> Attributor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torchmetrics import Metric
 
@@ -21,9 +21,6 @@ from dave_lightning.metrics import (
 )
 from dave_lightning.metrics._plot import direction_label
 
-if TYPE_CHECKING:
-    from dave_lightning.callbacks._config import MonitorConfig
-
 __all__ = [
     "MONITOR_METRICS",
     "MetricSpec",
@@ -31,6 +28,18 @@ __all__ = [
     "deletion_metric",
     "higher_is_better",
 ]
+
+
+class MetricOptions(Protocol):
+    """The monitor options the metric factories read (a ``MonitorConfig`` has them)."""
+
+    @property
+    def grid_size(self) -> int:
+        """GridPG grid side."""
+
+    @property
+    def deletion(self) -> DeletionOptions:
+        """Pixel deletion's options."""
 
 
 def deletion_metric(options: DeletionOptions) -> PixelDeletion:
@@ -50,10 +59,10 @@ class MetricSpec:
 
     metric_type: type[Metric]
     title: str
-    build: Callable[[MonitorConfig, tuple[int, int] | None], Metric]
+    build: Callable[[MetricOptions, tuple[int, int] | None], Metric]
 
 
-def _patch_artifact(config: MonitorConfig, patch_size: tuple[int, int] | None) -> Metric:
+def _patch_artifact(config: MetricOptions, patch_size: tuple[int, int] | None) -> Metric:
     assert patch_size is not None, "patch_artifact needs the patch size"
     return PatchArtifactScore(patch_size=patch_size)
 

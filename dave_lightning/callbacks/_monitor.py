@@ -17,25 +17,26 @@ from dave_lightning.callbacks._evaluation import (
     ATTRIBUTION,
     Evaluation,
     MethodScores,
+    Outcome,
     build_attributor,
     network_patch_size,
 )
 from dave_lightning.callbacks._failures import AbandonedError, FailureGuard, MonitorError
 from dave_lightning.callbacks._grids import GridSet, build_grid_set
-from dave_lightning.callbacks._logging import (
-    custom_scalars_layout,
-    epoch_scalars,
-    logging_step,
-    send_scalars,
-    sensitivity_scalars,
-    summary_writers,
-)
 from dave_lightning.callbacks._model_checks import check_network_output, short_unsupported_error
 from dave_lightning.callbacks._precision import float32_network
 from dave_lightning.callbacks._probe import Probe, probe_still_in, rank_positions, select_probe
 from dave_lightning.callbacks._progress import EvaluationProgress
-from dave_lightning.callbacks._report import gather_figure_maps, log_epoch_figures
-from dave_lightning.callbacks._runs import MethodRuns
+from dave_lightning.callbacks._publish import (
+    custom_scalars_layout,
+    epoch_scalars,
+    gather_figure_maps,
+    log_epoch_figures,
+    logging_step,
+    send_scalars,
+    sensitivity_scalars,
+)
+from dave_lightning.callbacks._runs import MethodRuns, summary_writers
 from dave_lightning.callbacks._schedule import Schedule, schedule_warnings
 from dave_lightning.callbacks._training_state import preserved_training_state
 from dave_lightning.callbacks._validation import (
@@ -294,7 +295,7 @@ class MonitorLogic:
         if outcome is not None:
             self.last_seconds["total"] = time.perf_counter() - start
 
-    def _evaluate(self, trainer: Any, network: nn.Module) -> Any:
+    def _evaluate(self, trainer: Any, network: nn.Module) -> Outcome | None:
         """The part every process runs in step (each stage ends in an agreement on failure)."""
         evaluation = self._evaluation
         assert evaluation is not None
@@ -311,7 +312,7 @@ class MonitorLogic:
             return None
         finally:
             evaluation.reset()
-        return results, reference, maps
+        return Outcome(results, reference, maps)
 
     @staticmethod
     def _reduce(trainer: Any) -> Any:
@@ -322,18 +323,16 @@ class MonitorLogic:
         return lambda flags: strategy.reduce(flags.to(strategy.root_device), reduce_op="sum")
 
     def _publish(
-        self, trainer: Any, pl_module: Any, network: nn.Module, outcome: Any, seconds: float
+        self, trainer: Any, pl_module: Any, network: nn.Module, outcome: Outcome, seconds: float
     ) -> None:
         """Figures (rank 0), then the scalars; each guarded on its own process only."""
-        results, reference, figure_maps = outcome
         figures_start = time.perf_counter()
         if trainer.is_global_zero:
-            self.guard.locally(
-                trainer,
-                lambda: self._write_figures(trainer, network, results, reference, figure_maps),
-            )
+            self.guard.locally(trainer, lambda: self._write_figures(trainer, network, outcome))
         figures_seconds = time.perf_counter() - figures_start
-        self.guard.locally(trainer, lambda: self._log_scalars(trainer, pl_module, results, seconds))
+        self.guard.locally(
+            trainer, lambda: self._log_scalars(trainer, pl_module, outcome.results, seconds)
+        )
         assert self._evaluation is not None
         self.last_seconds = dict(self._evaluation.seconds) | {"figures": figures_seconds}
 
@@ -490,19 +489,24 @@ class MonitorLogic:
             row[f"{prefix}/failures"] = float(self.num_failures)
         self.history.append(row | scalars)
 
-    def _write_figures(
-        self,
-        trainer: Any,
-        network: nn.Module,
-        results: Mapping[str, MethodScores],
-        reference: Tensor | None,
-        figure_maps: Mapping[str, Tensor],
-    ) -> None:
-        """Rank 0: the custom-scalars layout once, then this epoch's figures."""
+    def _write_figures(self, trainer: Any, network: nn.Module, outcome: Outcome) -> None:
+        """Rank 0: the custom-scalars layout once, then this evaluation's figures."""
         self._write_layout(trainer)
-        if figure_maps:
-            with float32_network(network, self.config.autocast is None):
-                log_epoch_figures(trainer, self, network, results, reference, figure_maps)
+        if not outcome.figure_maps:
+            return
+        assert self.probe is not None
+        curve = self.calibration_curve()
+        sensitivity = None if curve is None else (curve, self.fixed_noise_alpha)
+        with float32_network(network, self.config.autocast is None):
+            log_epoch_figures(
+                trainer,
+                self.config,
+                self.probe,
+                network,
+                outcome,
+                self.display_stats(network),
+                sensitivity,
+            )
 
     def _write_layout(self, trainer: Any) -> None:
         if self._layout_written:

@@ -13,9 +13,20 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dave_lightning.callbacks._logging import summary_writers
+__all__ = ["MethodRuns", "split_by_method", "summary_writers", "writer_of"]
 
-__all__ = ["MethodRuns", "split_by_method"]
+
+def writer_of(logger: Any) -> Any:
+    """The TensorBoard ``SummaryWriter`` of a logger, or ``None`` when it has none."""
+    experiment = getattr(logger, "experiment", None)
+    if hasattr(experiment, "add_figure") and hasattr(experiment, "add_custom_scalars"):
+        return experiment
+    return None
+
+
+def summary_writers(loggers: Iterable[Any]) -> list[Any]:
+    """The TensorBoard ``SummaryWriter`` of every logger that has one."""
+    return [writer for writer in map(writer_of, loggers) if writer is not None]
 
 
 def split_by_method(prefix: str, scalars: Mapping[str, float]) -> dict[str, dict[str, float]]:

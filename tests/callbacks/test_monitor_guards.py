@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 from dave_lightning import ConfigurationError
 from dave_lightning.callbacks import AttributionMonitor, MonitorError
 from dave_lightning.callbacks._evaluation import Evaluation
-from dave_lightning.callbacks._logging import custom_scalars_layout
 from dave_lightning.callbacks._monitor import MonitorLogic
+from dave_lightning.callbacks._publish import custom_scalars_layout
 from tests.callbacks.helpers import FAST, BoxedImages, TinyClassifier, loaders, trainer
 
 QUICK = dict(FAST, methods=["gradient"], metrics=["energy_pg", "deletion_auc"])
@@ -44,7 +44,7 @@ def _break(step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
     elif step == "gathering overlay maps":
         monkeypatch.setattr(MonitorLogic, "_gather_figure_maps", _raise)
     elif step == "figure drawing":  # the overlays' extra model forward, then matplotlib
-        monkeypatch.setattr("dave_lightning.callbacks._report.attribution_figure", _raise)
+        monkeypatch.setattr("dave_lightning.callbacks._publish.attribution_figure", _raise)
         return {"figure_dir": str(tmp_path / "png")}  # figures are drawn without a logger too
     elif step == "png writing":  # a figure_dir that is a file fails at construction instead
         monkeypatch.setattr(Figure, "savefig", _disk_full)

@@ -1,11 +1,12 @@
-"""Writing the monitor's results to whatever loggers the trainer has.
+"""Publishing one evaluation: scalars, the custom-scalars layout and figures, to every logger.
 
-Loggers are recognised by what they can do, not by class, so the same code serves
-``pytorch_lightning`` and ``lightning.pytorch`` trainers: a TensorBoard ``SummaryWriter`` as
-``logger.experiment`` gets figures (indexed by epoch) and a custom-scalars layout, and the
-scores go into one run per method beside it (:mod:`dave_lightning.callbacks._runs`); any logger
-with ``log_image`` (e.g. Weights & Biases) gets the figures as images; every logger (CSV, W&B,
-MLflow, TensorBoard's own run) gets ``{prefix}/{method}/{metric}`` through ``pl_module.log``.
+Everything here takes values (options, probe, scores, maps), never the monitor. Loggers are
+recognised by what they can do, not by class, so the same code serves ``pytorch_lightning`` and
+``lightning.pytorch`` trainers: a TensorBoard ``SummaryWriter`` as ``logger.experiment`` gets
+figures (indexed by epoch) and a custom-scalars layout, and the scores go into one run per method
+beside it (:mod:`dave_lightning.callbacks._runs`); any logger with ``log_image`` (e.g. Weights &
+Biases) gets the figures as images; every logger (CSV, W&B, MLflow, TensorBoard's own run) gets
+``{prefix}/{method}/{metric}`` through ``pl_module.log``. Figures are drawn on rank 0 only.
 """
 
 from __future__ import annotations
@@ -16,22 +17,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+from torch import Tensor, nn
 
+from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._metrics import chart_title
+from dave_lightning.callbacks._probe import Probe, rank_positions
+from dave_lightning.callbacks._runs import MethodRuns, writer_of
+from dave_lightning.metrics.functional import deletion_fractions
+from dave_lightning.viz import (
+    attribution_figure,
+    deletion_curves_figure,
+    sensitivity_figure,
+    to_display,
+)
 
 if TYPE_CHECKING:
     from dave_lightning.calibration import SensitivityCurve
-    from dave_lightning.callbacks._evaluation import MethodScores
-    from dave_lightning.callbacks._runs import MethodRuns
+    from dave_lightning.callbacks._evaluation import MethodScores, Outcome
 
 __all__ = [
     "custom_scalars_layout",
     "epoch_scalars",
     "figure_to_array",
+    "gather_figure_maps",
+    "log_epoch_figures",
     "log_figure",
+    "logging_step",
     "send_scalars",
     "sensitivity_scalars",
-    "summary_writers",
 ]
 
 SENSITIVITY = "noise_sensitivity"
@@ -124,18 +138,6 @@ def custom_scalars_layout(
     return {prefix: charts}
 
 
-def _writer_of(logger: Any) -> Any:
-    experiment = getattr(logger, "experiment", None)
-    if hasattr(experiment, "add_figure") and hasattr(experiment, "add_custom_scalars"):
-        return experiment
-    return None
-
-
-def summary_writers(loggers: Iterable[Any]) -> list[Any]:
-    """The TensorBoard ``SummaryWriter`` of every logger that has one."""
-    return [writer for writer in map(_writer_of, loggers) if writer is not None]
-
-
 def send_scalars(trainer: Any, runs: MethodRuns, prefix: str, scalars: Mapping[str, float]) -> None:
     """Rank 0: every method's scores into its own TensorBoard run, one tag per metric.
 
@@ -177,7 +179,7 @@ def log_figure(
             figure.savefig(save_as, dpi=100)
         image = None
         for logger in loggers:
-            writer = _writer_of(logger)
+            writer = writer_of(logger)
             if writer is not None:
                 index = step if epoch is None else epoch
                 writer.add_figure(tag, figure, global_step=index, close=False)
@@ -187,3 +189,98 @@ def log_figure(
                 logger.log_image(key=tag, images=[image], step=step)
     finally:
         figure.clear()  # a figure outside pyplot: nothing to close
+
+
+def gather_figure_maps(
+    trainer: Any, config: MonitorConfig, probe: Probe, kept: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """The maps of the first ``log_images`` probe images, on every process (a collective).
+
+    Empty when there is nothing to draw them for: no images asked for, no logger and no
+    ``figure_dir``. Every process calls it with its share ``kept`` (positions ``rank``,
+    ``rank + world_size``, ...); the shares are summed into place.
+    """
+    count = min(config.log_images, len(probe))
+    if count == 0 or not (trainer.loggers or config.figure_dir is not None):
+        return {}
+    height, width = probe.images.shape[-2:]
+    positions = rank_positions(trainer, count)
+    gathered = {}
+    for method in config.methods:
+        full = torch.zeros(count, height, width, device=trainer.strategy.root_device)
+        if method in kept and len(positions):
+            full[positions] = kept[method].to(full)
+        if trainer.world_size > 1:
+            full = trainer.strategy.reduce(full, reduce_op="sum")
+        gathered[method] = full.cpu()
+    return gathered
+
+
+def _row_titles(network: nn.Module, images: Tensor, labels: Tensor) -> list[str]:
+    network.eval()  # the caller restores every module's mode
+    predictions = network(images).argmax(dim=1).cpu()
+    return [f"label {int(y)} · pred {int(p)}" for y, p in zip(labels, predictions, strict=True)]
+
+
+def _png(config: MonitorConfig, name: str, trainer: Any) -> Path | None:
+    if config.figure_dir is None:
+        return None
+    return Path(config.figure_dir) / f"{name}_epoch{trainer.current_epoch:03d}.png"
+
+
+def log_epoch_figures(
+    trainer: Any,
+    config: MonitorConfig,
+    probe: Probe,
+    network: nn.Module,
+    outcome: Outcome,
+    display_stats: tuple[Any, Any],
+    sensitivity: tuple[SensitivityCurve, float | None] | None = None,
+) -> None:
+    """Log this evaluation's figures to every logger that takes images (and to ``figure_dir``).
+
+    Up to three figures, at the step of the epoch's scalars: ``{log_prefix}/overlays`` (the first
+    probe images with each method's map), ``{log_prefix}/deletion_curves`` (every method's mean
+    deletion curve and the random-order reference, when deletion is measured) and, with
+    ``noise_alpha="auto"``, ``{log_prefix}/dave/noise_sensitivity`` (DAVE's sensitivity curve
+    and the chosen level; the curve is also logged as scalars, with or without figures).
+
+    Args:
+        trainer: The Lightning trainer (its loggers, epoch and step).
+        config: The monitor's options.
+        probe: The probe set whose first images are drawn.
+        network: The classifier, for the overlay titles' predictions (modes are restored by the
+            caller).
+        outcome: This evaluation's scores, deletion reference and figure maps (not empty).
+        display_stats: Mean and std that map probe images back to display space.
+        sensitivity: DAVE's last sensitivity curve and the level in use, or ``None``.
+    """
+    figure_maps = outcome.figure_maps
+    count = next(iter(figure_maps.values())).shape[0]
+    parameter = next(network.parameters())
+    images = probe.images[:count].to(parameter.device, parameter.dtype)
+    titles = _row_titles(network, images, probe.labels[:count])
+    step, prefix = logging_step(trainer), config.log_prefix
+
+    def send(name: str, tag: str, figure: Any) -> None:
+        png = _png(config, name, trainer)
+        log_figure(trainer.loggers, f"{prefix}/{tag}", figure, step, png, trainer.current_epoch)
+
+    boxes = None if probe.boxes is None else probe.boxes[:count]
+    display = to_display(images, *display_stats)
+    send("overlays", "overlays", attribution_figure(display, figure_maps, titles, boxes=boxes))
+    results = outcome.results
+    curves = {m: s.deletion_curve for m, s in results.items() if s.deletion_curve is not None}
+    if curves:
+        fractions = deletion_fractions(
+            config.deletion_steps, config.deletion_max_fraction, dtype=torch.float32
+        )
+        aucs = {m: s.scalars.get("deletion_auc", float("nan")) for m, s in results.items()}
+        title = chart_title("deletion_auc", config.deletion_order)
+        figure = deletion_curves_figure(
+            fractions, curves, outcome.reference, title=title, aucs=aucs
+        )
+        send("deletion_curves", "deletion_curves", figure)
+    if sensitivity is not None:
+        curve, used = sensitivity
+        send("noise_sensitivity", "dave/noise_sensitivity", sensitivity_figure(curve, used=used))
