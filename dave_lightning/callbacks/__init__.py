@@ -4,7 +4,7 @@
 use ``dave_lightning.callbacks.lightning.AttributionMonitor`` (needs the ``lightning`` package).
 """
 
-from dave_lightning.callbacks._monitor import MonitorError
+from dave_lightning.callbacks._failures import MonitorError
 from dave_lightning.callbacks.attribution_monitor import AttributionMonitor
 
 __all__ = ["AttributionMonitor", "MonitorError"]

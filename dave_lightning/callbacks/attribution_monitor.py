@@ -3,24 +3,27 @@
 Attach it to a ``pytorch_lightning.Trainer``; at the end of validation runs it explains a
 fixed probe set of validation images with DAVE (and any baselines), scores the maps with GridPG,
 EnergyPG and pixel deletion, and logs the scores, a custom-scalars layout, overlays and deletion
-curves. Training is bit-for-bit unchanged by it.
+curves. Training is bit-for-bit unchanged by it. The hooks live in
+:mod:`dave_lightning.callbacks._hooks`, the options in :mod:`dave_lightning.callbacks._config`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytorch_lightning as pl
 
-from dave_lightning.callbacks._config import MonitorConfig, monitor_signature
-from dave_lightning.callbacks._monitor import MonitorError, MonitorLogic
-from dave_lightning.callbacks._validation import check_validation_runs
+from dave_lightning.callbacks._failures import MonitorError
+from dave_lightning.callbacks._hooks import MonitorHooks
 
 __all__ = ["AttributionMonitor", "MonitorError"]
 
 
-class _MonitorHooks(MonitorLogic):
-    """The Lightning hooks, shared by the ``pytorch_lightning`` and ``lightning`` callbacks.
+class AttributionMonitor(MonitorHooks, pl.Callback):
+    """Track explanation quality over epochs in TensorBoard (a ``pytorch_lightning`` callback).
+
+    At the end of validation runs it explains a fixed probe set of validation images with DAVE
+    (and any baselines), scores the maps and logs scores, layout, overlays and deletion curves;
+    training is bit-for-bit unchanged by it. For a ``lightning.pytorch`` trainer use
+    :class:`dave_lightning.callbacks.lightning.AttributionMonitor` (the same options).
 
     Args:
         methods: Attribution methods by registry name (``dave_lightning.available_attributors()``).
@@ -92,68 +95,3 @@ class _MonitorHooks(MonitorLogic):
             each evaluation instead of keeping the first one (DAVE's curves then mix changes of
             the level with changes of the model).
     """
-
-    def __init__(self, *args: Any, **options: Any) -> None:
-        # The keywords and defaults are MonitorConfig's fields (see `monitor_signature` below).
-        super().__init__(MonitorConfig(*args, **options))
-
-    @property
-    def state_key(self) -> str:
-        """Unique per log prefix, so several monitors can share a trainer."""
-        return f"{type(self).__qualname__}{{'log_prefix': {self.config.log_prefix!r}}}"
-
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Resolve the network and build the attributors: bad configurations fail here.
-
-        In ``fit`` it also fails when Lightning will run no validation (no loader, no
-        ``validation_step`` or ``limit_val_batches=0``): the monitor would never run.
-        """
-        if stage == "fit":
-            check_validation_runs(trainer, pl_module)
-            self.restart_schedule()  # a checkpoint, restored after setup, brings its own
-        if stage in ("fit", "validate"):
-            self.setup_monitor(pl_module)
-
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Check the validation loader and warn about a schedule that can never run."""
-        self.check_fit_start(trainer)
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        """Without a sanity check: warn after the first epoch when validation was empty."""
-        self.check_validation_loaded(trainer)
-
-    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
-        """Choose the probe set on the first validation (the sanity check when there is one)."""
-        self.ensure_probe(trainer)
-
-    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        """Explain the probe set, score the maps, log everything."""
-        if self.should_run(trainer):
-            self.run(trainer, pl_module)
-        elif not trainer.sanity_checking:
-            self.guard.log_count(pl_module)  # e.g. the probe could not be chosen
-
-    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Close the per-method TensorBoard runs at the end of fit/validate."""
-        self.close_runs()
-
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        """Close the per-method TensorBoard runs when the run stops on an exception."""
-        self.close_runs()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The probe set (so a resumed run explains the same images), history, failures."""
-        return self.monitor_state()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.load_monitor_state(state_dict)
-
-
-class AttributionMonitor(_MonitorHooks, pl.Callback):
-    """Track explanation quality over epochs; see :class:`_MonitorHooks` for the options."""
-
-    __doc__ = _MonitorHooks.__doc__
-
-
-_MonitorHooks.__init__.__signature__ = monitor_signature()  # type: ignore[attr-defined]

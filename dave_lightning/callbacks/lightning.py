@@ -23,12 +23,13 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "dave_lightning.callbacks.AttributionMonitor"
     ) from error
 
-from dave_lightning.callbacks.attribution_monitor import _MonitorHooks
+from dave_lightning.callbacks import attribution_monitor
+from dave_lightning.callbacks._hooks import MonitorHooks
 
 __all__ = ["AttributionMonitor"]
 
 
-class AttributionMonitor(_MonitorHooks, lightning_pytorch.Callback):
-    """Track explanation quality over epochs; see :class:`_MonitorHooks` for the options."""
+class AttributionMonitor(MonitorHooks, lightning_pytorch.Callback):
+    """Track explanation quality over epochs; the options of the ``pytorch_lightning`` twin."""
 
-    __doc__ = _MonitorHooks.__doc__
+    __doc__ = attribution_monitor.AttributionMonitor.__doc__

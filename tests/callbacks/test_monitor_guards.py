@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from dave_lightning import ConfigurationError
 from dave_lightning.callbacks import AttributionMonitor, MonitorError
 from dave_lightning.callbacks._evaluation import Evaluation
-from dave_lightning.callbacks._monitor import MonitorLogic
+from dave_lightning.callbacks._hooks import MonitorHooks
 from dave_lightning.callbacks._publish import custom_scalars_layout
 from tests.callbacks.helpers import FAST, BoxedImages, TinyClassifier, loaders, trainer
 
@@ -42,7 +42,7 @@ def _break(step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
     if step == "metric compute":
         monkeypatch.setattr(Evaluation, "compute", _raise)
     elif step == "gathering overlay maps":
-        monkeypatch.setattr(MonitorLogic, "_gather_figure_maps", _raise)
+        monkeypatch.setattr(MonitorHooks, "_gather_figure_maps", _raise)
     elif step == "figure drawing":  # the overlays' extra model forward, then matplotlib
         monkeypatch.setattr("dave_lightning.callbacks._publish.attribution_figure", _raise)
         return {"figure_dir": str(tmp_path / "png")}  # figures are drawn without a logger too

@@ -1,4 +1,11 @@
-"""The framework-independent body of the attribution monitor (hooks delegate here)."""
+"""The attribution monitor's Lightning hooks and everything they do.
+
+One class serves the callbacks of both Lightning namespaces
+(:class:`dave_lightning.callbacks.AttributionMonitor` for ``pytorch_lightning`` and
+:class:`dave_lightning.callbacks.lightning.AttributionMonitor` for ``lightning.pytorch``), which
+add only their namespace's ``Callback`` base: the trainer and the LightningModule are used through
+the attributes both namespaces share, so nothing here imports Lightning.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from dave_lightning.callbacks._checks import check_against_images, check_against_model
-from dave_lightning.callbacks._config import MonitorConfig
+from dave_lightning.callbacks._config import MonitorConfig, monitor_signature
 from dave_lightning.callbacks._evaluation import (
     ATTRIBUTION,
     Evaluation,
@@ -40,6 +47,7 @@ from dave_lightning.callbacks._runs import MethodRuns, summary_writers
 from dave_lightning.callbacks._schedule import Schedule, schedule_warnings
 from dave_lightning.callbacks._training_state import preserved_training_state
 from dave_lightning.callbacks._validation import (
+    check_validation_runs,
     load_fit_validation_data,
     validation_batches,
     validation_loader,
@@ -47,7 +55,7 @@ from dave_lightning.callbacks._validation import (
 from dave_lightning.dave import DAVE
 from dave_lightning.errors import BadInputError, ConfigurationError, UnsupportedModelError
 
-__all__ = ["MonitorError", "MonitorLogic"]
+__all__ = ["MonitorHooks"]
 
 
 def _display_stats(network: nn.Module, config: MonitorConfig) -> tuple[Any, Any]:
@@ -60,10 +68,15 @@ def _display_stats(network: nn.Module, config: MonitorConfig) -> tuple[Any, Any]
     return None, None
 
 
-class MonitorLogic:
-    """Everything the Lightning callback does, independent of the Lightning namespace."""
+class MonitorHooks:
+    """The monitor's hooks and state; a callback class adds its namespace's ``Callback`` base.
 
-    def __init__(self, config: MonitorConfig) -> None:
+    Its keyword arguments are :class:`~dave_lightning.callbacks._config.MonitorConfig`'s fields
+    (documented on :class:`~dave_lightning.callbacks.AttributionMonitor`).
+    """
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        config = MonitorConfig(*args, **options)  # the signature: `monitor_signature` below
         self.config = config
         self.probe: Probe | None = None
         self.history: list[dict[str, float]] = []
@@ -94,6 +107,50 @@ class MonitorLogic:
     @num_failures.setter
     def num_failures(self, count: int) -> None:
         self.guard.count = count
+
+    @property
+    def state_key(self) -> str:
+        """Unique per log prefix, so several monitors can share a trainer."""
+        return f"{type(self).__qualname__}{{'log_prefix': {self.config.log_prefix!r}}}"
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Resolve the network and build the attributors: bad configurations fail here.
+
+        In ``fit`` it also fails when Lightning will run no validation (no loader, no
+        ``validation_step`` or ``limit_val_batches=0``): the monitor would never run.
+        """
+        if stage == "fit":
+            check_validation_runs(trainer, pl_module)
+            self.restart_schedule()  # a checkpoint, restored after setup, brings its own
+        if stage in ("fit", "validate"):
+            self.setup_monitor(pl_module)
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Check the validation loader and warn about a schedule that can never run."""
+        self.check_fit_start(trainer)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Without a sanity check: warn after the first epoch when validation was empty."""
+        self.check_validation_loaded(trainer)
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Choose the probe set on the first validation (the sanity check when there is one)."""
+        self.ensure_probe(trainer)
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Explain the probe set, score the maps, log everything."""
+        if self.should_run(trainer):
+            self.run(trainer, pl_module)
+        elif not trainer.sanity_checking:
+            self.guard.log_count(pl_module)  # e.g. the probe could not be chosen
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Close the per-method TensorBoard runs at the end of fit/validate."""
+        self.close_runs()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Close the per-method TensorBoard runs when the run stops on an exception."""
+        self.close_runs()
 
     # --- setup and probe -------------------------------------------------------------------------
 
@@ -536,8 +593,11 @@ class MonitorLogic:
 
     # --- state ---------------------------------------------------------------------------------
 
-    def monitor_state(self) -> dict[str, Any]:
-        """The probe set, the history, the failure count and the fixed noise level."""
+    def state_dict(self) -> dict[str, Any]:
+        """The probe set (a resumed run explains the same images), history, failures, level.
+
+        Also the schedule's counts; :meth:`load_state_dict` restores them.
+        """
         return {
             "probe": None if self.probe is None else self.probe.state(),
             "history": list(self.history),
@@ -546,8 +606,8 @@ class MonitorLogic:
             "schedule": self.schedule.state(),
         }
 
-    def load_monitor_state(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`monitor_state` (a resumed run keeps its probe set)."""
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (a resumed run keeps its probe set)."""
         probe = state.get("probe")
         self.probe = None if probe is None else Probe.from_state(probe)
         self.history = list(state.get("history", []))
@@ -556,3 +616,6 @@ class MonitorLogic:
         self.fixed_noise_alpha = None if fixed is None else float(fixed)
         self.schedule.load(state.get("schedule", {}))
         self._grids_built = False
+
+
+MonitorHooks.__init__.__signature__ = monitor_signature()  # type: ignore[attr-defined]
