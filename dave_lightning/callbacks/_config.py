@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from dave_lightning._common import check_choice, check_int
-from dave_lightning.callbacks._checks import check_figure_dir
 from dave_lightning.callbacks._metrics import MONITOR_METRICS
+from dave_lightning.callbacks._setup_checks import check_figure_dir
 from dave_lightning.dave import DAVE, check_noise_alpha
 from dave_lightning.errors import BadInputError, ConfigurationError
 from dave_lightning.metrics import DeletionOptions

@@ -19,7 +19,6 @@ from dave_lightning.callbacks._grids import GridSet
 from dave_lightning.callbacks._metrics import MONITOR_METRICS, deletion_metric
 from dave_lightning.callbacks._probe import Probe
 from dave_lightning.callbacks._training_state import preserved_training_state
-from dave_lightning.errors import ConfigurationError
 from dave_lightning.registry import get_attributor
 
 __all__ = ["Evaluation", "MethodScores", "Outcome", "build_attributor", "build_attributors"]
@@ -66,20 +65,6 @@ def build_attributor(config: MonitorConfig, network: nn.Module, method: str) -> 
 def build_attributors(config: MonitorConfig, network: nn.Module) -> dict[str, Attributor]:
     """One attributor per configured method (raises on unsupported models or bad options)."""
     return {method: build_attributor(config, network, method) for method in config.methods}
-
-
-def network_patch_size(network: nn.Module, override: int | None) -> tuple[int, int]:
-    """The ViT's patch size (from timm's ``patch_embed``), or ``override`` when given."""
-    if override is not None:
-        return (override, override)
-    for module in network.modules():
-        size = getattr(getattr(module, "patch_embed", None), "patch_size", None)
-        if isinstance(size, tuple) and len(size) == 2:
-            return (int(size[0]), int(size[1]))
-    raise ConfigurationError(
-        "`metrics`: 'patch_artifact' needs the model's patch size; the network has no timm "
-        "`patch_embed.patch_size`, so pass `patch_size=` to the monitor."
-    )
 
 
 def _no_progress(label: str) -> None:

@@ -9,7 +9,6 @@ the attributes both namespaces share, so nothing here imports Lightning.
 
 from __future__ import annotations
 
-import operator
 import time
 import warnings
 from collections.abc import Mapping
@@ -18,7 +17,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dave_lightning.callbacks._checks import check_against_images, check_against_model
 from dave_lightning.callbacks._config import MonitorConfig, monitor_signature
 from dave_lightning.callbacks._evaluation import (
     ATTRIBUTION,
@@ -26,11 +24,9 @@ from dave_lightning.callbacks._evaluation import (
     MethodScores,
     Outcome,
     build_attributor,
-    network_patch_size,
 )
 from dave_lightning.callbacks._failures import AbandonedError, FailureGuard, MonitorError
 from dave_lightning.callbacks._grids import GridSet, build_grid_set
-from dave_lightning.callbacks._model_checks import check_network_output, short_unsupported_error
 from dave_lightning.callbacks._precision import float32_network
 from dave_lightning.callbacks._probe import Probe, probe_still_in, rank_positions, select_probe
 from dave_lightning.callbacks._progress import EvaluationProgress
@@ -45,6 +41,15 @@ from dave_lightning.callbacks._publish import (
 )
 from dave_lightning.callbacks._runs import MethodRuns, summary_writers
 from dave_lightning.callbacks._schedule import Schedule, schedule_warnings
+from dave_lightning.callbacks._setup_checks import (
+    check_against_images,
+    check_against_model,
+    check_network_output,
+    display_stats,
+    network_patch_size,
+    resolve_network,
+    short_unsupported_error,
+)
 from dave_lightning.callbacks._training_state import preserved_training_state
 from dave_lightning.callbacks._validation import (
     check_validation_runs,
@@ -56,16 +61,6 @@ from dave_lightning.dave import DAVE
 from dave_lightning.errors import BadInputError, ConfigurationError, UnsupportedModelError
 
 __all__ = ["MonitorHooks"]
-
-
-def _display_stats(network: nn.Module, config: MonitorConfig) -> tuple[Any, Any]:
-    if config.display_mean is not None:
-        return config.display_mean, config.display_std
-    for module in network.modules():
-        cfg = getattr(module, "pretrained_cfg", None)
-        if isinstance(cfg, dict) and "mean" in cfg and "std" in cfg:
-            return cfg["mean"], cfg["std"]
-    return None, None
 
 
 class MonitorHooks:
@@ -157,26 +152,7 @@ class MonitorHooks:
     def setup_monitor(self, pl_module: nn.Module) -> None:
         """Resolve the network and build every attributor: configuration errors surface here."""
         attribute = self.config.model_attribute
-        network = pl_module
-        if attribute is not None:
-            try:
-                network = operator.attrgetter(attribute)(pl_module)
-            except AttributeError:
-                raise ConfigurationError(
-                    f"`model_attribute`: expected an attribute path of the LightningModule to "
-                    f"the network, received {attribute!r} (not found)."
-                ) from None
-            if not isinstance(network, nn.Module):
-                raise ConfigurationError(
-                    f"`model_attribute`: {attribute!r} is a {type(network).__name__}, not a module."
-                )
-        if self.config.grid_full_resolution and not any(
-            getattr(module, "dynamic_img_size", False) for module in network.modules()
-        ):
-            raise ConfigurationError(
-                "`grid_full_resolution`: expected a model built with dynamic_img_size=True "
-                "(grids are grid_size times larger than its input), received one without it."
-            )
+        network = resolve_network(pl_module, attribute, self.config.grid_full_resolution)
         self._network = network
         self._recheck_data = True  # a new fit or validate: the validation data may differ
         patch_size = None
@@ -589,7 +565,7 @@ class MonitorHooks:
 
     def display_stats(self, network: nn.Module) -> tuple[Any, Any]:
         """Mean and std that map probe images back to display space (or ``(None, None)``)."""
-        return _display_stats(network, self.config)
+        return display_stats(network, self.config.display_mean, self.config.display_std)
 
     # --- state ---------------------------------------------------------------------------------
 
