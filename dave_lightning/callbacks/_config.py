@@ -186,8 +186,11 @@ class MonitorConfig:
 
     def _normalise(self) -> None:
         """Lists as tuples, ``None`` as an empty ``method_options``, a path as a string."""
-        for name in ("methods", "metrics", "scale", "display_mean", "display_std"):
+        for name in ("methods", "metrics", "scale"):
             if isinstance(getattr(self, name), list | tuple):
+                self._set(name, tuple(getattr(self, name)))
+        for name in ("display_mean", "display_std"):  # any sequence of numbers, e.g. a tensor
+            if getattr(self, name) is not None:
                 self._set(name, tuple(getattr(self, name)))
         if self.method_options is None:
             self._set("method_options", {})
