@@ -116,21 +116,10 @@ class MonitorHooks:
         """
         if stage == "fit":
             check_validation_runs(trainer, pl_module)
-            self.restart_schedule()  # a checkpoint, restored after setup, brings its own
+            # a new fit counts from the start (a checkpoint, restored after setup, brings its own)
+            self.schedule = Schedule(self.config.every_n_epochs, self.config.every_n_validations)
         if stage in ("fit", "validate"):
             self.setup_monitor(pl_module)
-
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Check the validation loader and warn about a schedule that can never run."""
-        self.check_fit_start(trainer)
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        """Without a sanity check: warn after the first epoch when validation was empty."""
-        self.check_validation_loaded(trainer)
-
-    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
-        """Choose the probe set on the first validation (the sanity check when there is one)."""
-        self.ensure_probe(trainer)
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Explain the probe set, score the maps, log everything."""
@@ -141,11 +130,11 @@ class MonitorHooks:
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Close the per-method TensorBoard runs at the end of fit/validate."""
-        self.close_runs()
+        self.runs.close()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Close the per-method TensorBoard runs when the run stops on an exception."""
-        self.close_runs()
+        self.runs.close()
 
     # --- setup and probe -------------------------------------------------------------------------
 
@@ -170,13 +159,14 @@ class MonitorHooks:
         self._evaluation = Evaluation(self.config, attributors, patch_size)
         self._patch_size = patch_size
 
-    def ensure_probe(self, trainer: Any) -> None:
-        """Choose the probe set once (it is then kept in the callback's state).
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Choose the probe set once (the sanity check's validation, when there is one).
 
-        At the first validation of each ``fit`` or ``validate`` the kept probe is looked up in the
-        validation loader (its indices among those the loader yields, the same images and labels
-        there): a resumed run keeps its probe; a monitor reused on other validation data chooses
-        a new one and warns that earlier history rows explain other images.
+        It is then kept in the callback's state. At the first validation of each ``fit`` or
+        ``validate`` the kept probe is looked up in the validation loader (its indices among
+        those the loader yields, the same images and labels there): a resumed run keeps its
+        probe; a monitor reused on other validation data chooses a new one and warns that
+        earlier history rows explain other images.
 
         Options that contradict the data (``display_mean``/``display_std`` length, a
         ``patch_size`` that does not divide the images) and batches the monitor cannot read are
@@ -248,7 +238,7 @@ class MonitorHooks:
 
     # --- when ----------------------------------------------------------------------------------
 
-    def check_fit_start(self, trainer: Any) -> None:
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """At the start of ``fit``: the validation loader exists, the schedule can run.
 
         The validation data is loaded here only when Lightning's sanity check would load it next
@@ -267,7 +257,7 @@ class MonitorHooks:
         for reason in schedule_warnings(trainer, self.schedule, num_batches):
             self._warn_never_runs(reason)
 
-    def check_validation_loaded(self, trainer: Any) -> None:
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """After the first training epoch (no sanity check): warn when validation is empty.
 
         Lightning runs no validation hook for a loader without batches, so this is the first
@@ -286,10 +276,6 @@ class MonitorHooks:
             UserWarning,
             stacklevel=3,
         )
-
-    def restart_schedule(self) -> None:
-        """A new ``fit`` counts its validations and epochs from the start."""
-        self.schedule = Schedule(self.config.every_n_epochs, self.config.every_n_validations)
 
     def _schedule_is_thinned(self) -> bool:
         return (
@@ -553,10 +539,6 @@ class MonitorHooks:
         for writer in summary_writers(trainer.loggers):
             writer.add_custom_scalars(layout)
         self._layout_written = True
-
-    def close_runs(self) -> None:
-        """Close the per-method TensorBoard writers (end of fit/validate, or an exception)."""
-        self.runs.close()
 
     def calibration_curve(self) -> Any:
         """DAVE's last sensitivity curve under ``noise_alpha="auto"`` (else ``None``)."""
