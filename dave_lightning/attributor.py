@@ -232,7 +232,6 @@ class Attributor(ABC):
             under mixed precision; e.g. ``torch.bfloat16`` opts in to autocast.
     """
 
-    name: ClassVar[str] = "attributor"
     runs_model: ClassVar[bool] = True
     """Whether the method runs the model (then images must fit its dtype and size)."""
 

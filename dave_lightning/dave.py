@@ -66,10 +66,6 @@ along the schedule and take the largest level whose target probability the model
 ``DAVE(model, noise_alpha="auto")`` and :func:`~dave_lightning.calibrate_noise_alpha` do that.
 """
 
-AUTO = "auto"
-"""The ``noise_alpha`` that calibrates the level on the model (see :meth:`DAVE.calibrate`), and
-the ``max_batch_size`` that fits the device and the model."""
-
 _UNKNOWN_BATCH = 64  # what ``max_batch_size`` holds under "auto" (the rule decides per call)
 
 Aggregation = Literal["robust", "mean"]
@@ -119,7 +115,7 @@ def check_noise_alpha(noise_alpha: Any, expected: str = "a number in [0, 1) or N
 
 def _initial_noise_alpha(model: nn.Module, noise_alpha: Any) -> float | None:
     """The level DAVE starts with: ``None`` for ``"auto"`` (not calibrated yet)."""
-    if isinstance(noise_alpha, str) and noise_alpha == AUTO:
+    if isinstance(noise_alpha, str) and noise_alpha == "auto":
         return None
     if noise_alpha is None:
         return default_noise_alpha(model)
@@ -224,8 +220,6 @@ class DAVE(Attributor):
         UnsupportedModelError: When the model holds a module effective mode cannot freeze.
     """
 
-    name = "dave"
-
     def __init__(
         self,
         model: nn.Module,
@@ -244,7 +238,7 @@ class DAVE(Attributor):
         calibration_options: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(max_batch_size, str):
-            if max_batch_size != AUTO:
+            if max_batch_size != "auto":
                 raise BadInputError.for_argument(
                     "max_batch_size", "a positive int or 'auto'", repr(max_batch_size)
                 )
@@ -275,7 +269,7 @@ class DAVE(Attributor):
         check_supported(model, self.affine_modules)
 
     def __repr__(self) -> str:
-        noise_alpha = repr(AUTO) if self._calibrate_each_call else self.noise_alpha
+        noise_alpha = repr("auto") if self._calibrate_each_call else self.noise_alpha
         return (
             f"DAVE(num_samples={self.num_samples}, noise_alpha={noise_alpha}, "
             f"transforms={self.transforms}, aggregation={self.aggregation!r}, "
@@ -284,7 +278,7 @@ class DAVE(Attributor):
 
     @property
     def _batch_size_setting(self) -> int | str:
-        return AUTO if self.auto_batch_size else self.max_batch_size
+        return "auto" if self.auto_batch_size else self.max_batch_size
 
     def batch_size_for(self, images: Tensor) -> int:
         """The number of model inputs per pass for ``images``: ``max_batch_size`` or the auto rule.

@@ -45,8 +45,6 @@ class Gradient(RowAttributor):
         True
     """
 
-    name = "gradient"
-
     def _attribute_rows(self, inputs: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
         saliency = Saliency(self._row_scores)
         return saliency.attribute(
@@ -71,8 +69,6 @@ class InputXGradient(RowAttributor):
         >>> torch.allclose(maps.sum(), model(x)[0, 2])  # completeness of a linear map
         True
     """
-
-    name = "input_x_gradient"
 
     def _attribute_rows(self, inputs: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
         method = CaptumInputXGradient(self._row_scores)

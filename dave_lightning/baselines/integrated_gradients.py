@@ -90,8 +90,6 @@ class IntegratedGradients(RowAttributor):
         True
     """
 
-    name = "integrated_gradients"
-
     def __init__(
         self,
         model: nn.Module,

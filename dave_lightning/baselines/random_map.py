@@ -56,7 +56,6 @@ class RandomAttributor(Attributor):
         (torch.Size([2, 2, 2, 2]), False)
     """
 
-    name = "random"
     runs_model = False
 
     def __init__(

@@ -86,8 +86,6 @@ class SmoothGrad(RowAttributor):
         True
     """
 
-    name = "smoothgrad"
-
     def __init__(
         self,
         model: nn.Module,
