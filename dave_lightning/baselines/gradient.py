@@ -23,7 +23,7 @@ from captum.attr import InputXGradient as CaptumInputXGradient
 from captum.attr import Saliency
 from torch import Tensor
 
-from dave_lightning.baselines._rows import RowAttributor
+from dave_lightning.baselines._captum_adapter import RowAttributor
 
 __all__ = ["Gradient", "InputXGradient"]
 

@@ -27,7 +27,7 @@ from captum.attr import IntegratedGradients as CaptumIntegratedGradients
 from torch import Tensor, nn
 
 from dave_lightning._common import check_int
-from dave_lightning.baselines._rows import RowAttributor
+from dave_lightning.baselines._captum_adapter import RowAttributor
 from dave_lightning.errors import BadInputError
 
 __all__ = ["INTEGRATION_METHODS", "IntegratedGradients"]

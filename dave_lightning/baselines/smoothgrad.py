@@ -29,7 +29,7 @@ from captum.attr import Saliency
 from torch import Tensor, nn
 
 from dave_lightning._common import check_int
-from dave_lightning.baselines._rows import RowAttributor
+from dave_lightning.baselines._captum_adapter import RowAttributor
 from dave_lightning.errors import BadInputError, ConfigurationError
 from dave_lightning.transforms import slot_noise, slot_seed
 
