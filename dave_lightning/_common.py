@@ -1,4 +1,4 @@
-"""Small helpers every layer shares: argument checks and restoring module modes.
+"""Small helpers every layer shares: argument checks, restoring module modes, the Gaussian kernel.
 
 Depends only on torch and :mod:`dave_lightning.errors` (tests check it), so the core, the
 metrics and the data layer can all use it without depending on each other.
@@ -10,11 +10,12 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
+import torch
 from torch import Tensor, nn
 
 from dave_lightning.errors import BadInputError
 
-__all__ = ["check_choice", "check_int", "describe", "restored_modes"]
+__all__ = ["check_choice", "check_int", "describe", "gaussian_kernel_1d", "restored_modes"]
 
 _Choice = TypeVar("_Choice")
 
@@ -70,3 +71,19 @@ def restored_modes(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in saved:
             module.training = training
+
+
+def gaussian_kernel_1d(size: int, sigma: float, like: Tensor) -> Tensor:
+    """The normalised ``exp(-x² / 2σ²)`` at the ``size`` offsets centred on 0, like ``like``.
+
+    One kernel for every Gaussian blur in the package (the display blur and pixel deletion's
+    blurred replacement); a 2-D blur applies it along each axis in turn.
+
+    Example:
+        >>> import torch
+        >>> gaussian_kernel_1d(3, 1.0, torch.zeros(0, dtype=torch.float64))
+        tensor([0.2741, 0.4519, 0.2741], dtype=torch.float64)
+    """
+    offsets = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
