@@ -7,7 +7,7 @@ metrics and the data layer can all use it without depending on each other.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -15,7 +15,14 @@ from torch import Tensor, nn
 
 from dave_lightning.errors import BadInputError
 
-__all__ = ["check_choice", "check_int", "describe", "gaussian_kernel_1d", "restored_modes"]
+__all__ = [
+    "check_choice",
+    "check_int",
+    "describe",
+    "gaussian_kernel_1d",
+    "is_integer",
+    "restored_modes",
+]
 
 _Choice = TypeVar("_Choice")
 
@@ -33,8 +40,34 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def check_int(name: str, value: Any, minimum: int | None = None, *, odd: bool = False) -> int:
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is an int and not a bool (the rule of :func:`check_int`)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(
+    name: str,
+    value: Any,
+    minimum: int | None = None,
+    *,
+    odd: bool = False,
+    error: type[BadInputError] = BadInputError,
+    shown: Callable[[Any], str] = describe,
+) -> int:
     """Return ``value`` when it is an int (not a bool) ``>= minimum`` (and odd if asked).
+
+    Args:
+        name: The argument as the user typed it (``"--epochs"`` for a flag).
+        value: What was received.
+        minimum: The smallest accepted value, if any.
+        odd: Accept odd integers only.
+        error: The class raised (:class:`~dave_lightning.errors.ConfigurationError` for options
+            checked at construction).
+        shown: How the received value is written in the message (default :func:`describe`;
+            ``repr`` writes the bare value).
+
+    Raises:
+        BadInputError: (or ``error``) ``"`name`: expected ..., received ..."``.
 
     Example:
         >>> check_int("steps", 0, minimum=1)
@@ -42,20 +75,44 @@ def check_int(name: str, value: Any, minimum: int | None = None, *, odd: bool = 
         ...
         dave_lightning.errors.BadInputError: `steps`: expected an integer >= 1, received int 0.
     """
-    valid = isinstance(value, int) and not isinstance(value, bool)
-    valid = valid and (minimum is None or value >= minimum) and (not odd or value % 2 == 1)
+    valid = (
+        is_integer(value) and (minimum is None or value >= minimum) and (not odd or value % 2 == 1)
+    )
     if not valid:
         kind = "an odd integer" if odd else "an integer"
         expected = kind if minimum is None else f"{kind} >= {minimum}"
-        raise BadInputError.for_argument(name, expected, describe(value))
+        raise error.for_argument(name, expected, shown(value))
     return int(value)
 
 
-def check_choice(name: str, value: _Choice, choices: Sequence[_Choice]) -> _Choice:
-    """Return ``value`` when it is one of ``choices``; the error lists them."""
+def check_choice(
+    name: str,
+    value: _Choice,
+    choices: Sequence[_Choice],
+    *,
+    error: type[BadInputError] = BadInputError,
+    shown: Callable[[Any], str] = describe,
+    expected: str | None = None,
+) -> _Choice:
+    """Return ``value`` when it is one of ``choices``; the error lists them.
+
+    Args:
+        name: The argument as the user typed it.
+        value: What was received.
+        choices: The accepted values.
+        error: The class raised, as for :func:`check_int`.
+        shown: How the received value is written, as for :func:`check_int`.
+        expected: The message's wording of the choices (default ``"one of 'a', 'b'"``).
+
+    Example:
+        >>> check_choice("order", "up", ("a", "b"))
+        Traceback (most recent call last):
+        ...
+        dave_lightning.errors.BadInputError: `order`: expected one of 'a', 'b', received str 'up'.
+    """
     if value not in choices or isinstance(value, Tensor):
         listed = ", ".join(repr(choice) for choice in choices)
-        raise BadInputError.for_argument(name, f"one of {listed}", describe(value))
+        raise error.for_argument(name, expected or f"one of {listed}", shown(value))
     return value
 
 

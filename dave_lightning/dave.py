@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from dave_lightning._batch_size import auto_batch_size
-from dave_lightning._common import check_int
+from dave_lightning._common import check_choice, check_int
 from dave_lightning.aggregation import robust_mean
 from dave_lightning.attributor import Attributor, Target
 from dave_lightning.calibration import CalibrationSettings, SensitivityCurve, run_calibration
@@ -254,12 +254,15 @@ class DAVE(Attributor):
         self.calibration: SensitivityCurve | None = None
         self._calibrate_each_call = self.noise_alpha is None
         self.transforms = LocalTransformDistribution(flip_prob, rotation, translation, scale)
-        if aggregation not in ("robust", "mean"):
-            raise BadInputError.for_argument("aggregation", "'robust' or 'mean'", repr(aggregation))
+        check_choice(
+            "aggregation",
+            aggregation,
+            ("robust", "mean"),
+            shown=repr,
+            expected="'robust' or 'mean'",
+        )
         self.aggregation: Aggregation = aggregation
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise BadInputError.for_argument("seed", "an integer", repr(seed))
-        self.seed = seed
+        self.seed = check_int("seed", seed, shown=repr)
         if not (isinstance(memory_budget_mb, int | float) and memory_budget_mb > 0):
             raise BadInputError.for_argument(
                 "memory_budget_mb", "a positive number", repr(memory_budget_mb)

@@ -108,9 +108,7 @@ class SmoothGrad(RowAttributor):
             )
         if self.stdevs is None and self.noise_level is None:
             self.noise_level = DEFAULT_NOISE_LEVEL
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise BadInputError.for_argument("seed", "an integer", repr(seed))
-        self.seed = seed
+        self.seed = check_int("seed", seed, shown=repr)
 
     def __repr__(self) -> str:
         if self.stdevs is not None:

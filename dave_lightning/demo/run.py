@@ -15,6 +15,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dave_lightning._common import check_int
 from dave_lightning._output_folder import writable_folder
 from dave_lightning._timm_models import create_model
 from dave_lightning.callbacks import AttributionMonitor
@@ -147,9 +148,7 @@ def check_config(config: DemoConfig) -> None:
         BadInputError: For an ``--out`` that is a file or not writable.
     """
     for name in _AT_LEAST_ONE:
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
-            raise ConfigurationError.for_argument(_flag(name), "an integer >= 1", repr(value))
+        check_int(_flag(name), getattr(config, name), 1, error=ConfigurationError, shown=repr)
     if not 0 <= config.seed <= _MAX_SEED:
         raise ConfigurationError.for_argument(
             "--seed", f"an integer in [0, {_MAX_SEED}]", repr(config.seed)
