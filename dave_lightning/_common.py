@@ -1,4 +1,6 @@
-"""Small helpers every layer shares: argument checks, restoring module modes, the Gaussian kernel.
+"""Small helpers every layer shares: argument checks, restoring module modes, a Gaussian kernel.
+
+The checks: integers, choices, a classifier's logits and class indices.
 
 Depends only on torch and :mod:`dave_lightning.errors` (tests check it), so the core, the
 metrics and the data layer can all use it without depending on each other.
@@ -17,7 +19,9 @@ from dave_lightning.errors import BadInputError
 
 __all__ = [
     "check_choice",
+    "check_class_indices",
     "check_int",
+    "check_logits",
     "describe",
     "gaussian_kernel_1d",
     "is_integer",
@@ -114,6 +118,79 @@ def check_choice(
         listed = ", ".join(repr(choice) for choice in choices)
         raise error.for_argument(name, expected or f"one of {listed}", shown(value))
     return value
+
+
+def check_logits(output: Any, rows: int | None = None, *, min_classes: int = 1) -> Tensor:
+    """Return ``output`` when it is ``(rows, num_classes)`` logits, ``num_classes >= min_classes``.
+
+    Any number of rows is accepted when ``rows`` is ``None``. The one check of a classifier's
+    output: the attributors, calibration, the confidence filter and the monitor's model check
+    all use it.
+
+    Raises:
+        BadInputError: Naming ``model``, with the shape received (or, for a dict or a tuple, its
+            keys or length and how to wrap such a model).
+
+    Example:
+        >>> import torch
+        >>> check_logits({"logits": torch.zeros(2, 3)})
+        Traceback (most recent call last):
+        ...
+        dave_lightning.errors.BadInputError: `model`: ... received a dict with keys ['logits'].
+        >>> check_logits(torch.zeros(4, 1), rows=4, min_classes=2)
+        Traceback (most recent call last):
+        ...
+        dave_lightning.errors.BadInputError: `model`: ... >= 2, received an output of shape (4, 1).
+    """
+    is_logits = isinstance(output, Tensor) and output.dim() == 2
+    if is_logits and (rows is None or output.shape[0] == rows) and output.shape[1] >= min_classes:
+        return output
+    shape = f"({'B' if rows is None else rows}, num_classes)"
+    if isinstance(output, Tensor):
+        expected = f"a classifier returning {shape} logits"
+    else:
+        expected = (
+            f"a classifier whose forward returns {shape} logits (wrap one that returns a dict or "
+            "tuple in a module that picks the logits)"
+        )
+    if min_classes > 1:
+        expected += f", num_classes >= {min_classes}"
+    raise BadInputError.for_argument("model", expected, _describe_output(output))
+
+
+def _describe_output(output: Any) -> str:
+    if isinstance(output, dict):
+        return f"a dict with keys {list(output)}"
+    if isinstance(output, tuple | list):
+        return f"a {type(output).__name__} of {len(output)}"
+    if isinstance(output, Tensor):
+        return f"an output of shape {tuple(output.shape)}"
+    return describe(output)
+
+
+def check_class_indices(
+    indices: Tensor, num_classes: int | None, name: str = "target", expected: str | None = None
+) -> Tensor:
+    """Return ``indices`` when every one is in ``[0, num_classes)`` (``>= 0`` when unknown).
+
+    Args:
+        indices: Integer class indices, any shape, at least one.
+        num_classes: The width of the model's output, if known.
+        name: The argument as the user typed it.
+        expected: The message's wording of the range (default ``"class indices in [0, K)"``).
+
+    Example:
+        >>> import torch
+        >>> check_class_indices(torch.tensor([0, 9]), 4)
+        Traceback (most recent call last):
+        ...
+        dave_lightning.errors.BadInputError: `target`: expected class indices in [0, 4), ...
+    """
+    low, high = int(indices.min()), int(indices.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        default = f"class indices in [0, {num_classes})" if num_classes else "class indices >= 0"
+        raise BadInputError.for_argument(name, expected or default, f"indices from {low} to {high}")
+    return indices
 
 
 @contextlib.contextmanager
