@@ -1,7 +1,8 @@
 """Every attribution method by name: ``get_attributor(name, model, **options)``.
 
 Built-in names and the class each builds (see the class for its options; every one also takes
-``max_batch_size`` and ``autocast_dtype``):
+``max_batch_size`` and ``autocast_dtype``). A method's module is imported when the method is
+first asked for, so listing the names, or building DAVE or Step I, never imports Captum:
 
 * ``"dave"`` — :class:`~dave_lightning.DAVE` (``num_samples``, ``noise_alpha``, ``flip_prob``,
   ``rotation``, ``translation``, ``scale``, ``aggregation``, ``seed``, ``memory_budget_mb``,
