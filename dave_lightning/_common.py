@@ -114,7 +114,7 @@ def check_choice(
         ...
         dave_lightning.errors.BadInputError: `order`: expected one of 'a', 'b', received str 'up'.
     """
-    if value not in choices or isinstance(value, Tensor):
+    if isinstance(value, Tensor) or value not in choices:
         listed = ", ".join(repr(choice) for choice in choices)
         raise error.for_argument(name, expected or f"one of {listed}", shown(value))
     return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from dave_lightning.demo.config import DemoResult
+from dave_lightning.demo.run import DemoResult
 from dave_lightning.viz import REFERENCE, metric_history_figure
 
 __all__ = ["EpochPrinter", "format_row", "format_table", "save_summary", "table_header", "verdict"]
