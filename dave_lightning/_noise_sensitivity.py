@@ -12,8 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dave_lightning.attributor import check_target_range
-from dave_lightning.errors import BadInputError
+from dave_lightning._common import check_class_indices, check_logits
 from dave_lightning.transforms import add_noise, slot_noise, slot_seed
 
 __all__ = ["measure_retained"]
@@ -51,13 +50,8 @@ def _noisy_inputs(
 
 def _statistics(logits: Tensor, targets: Tensor, statistic: str) -> tuple[Tensor, Tensor]:
     """``(score, margin)`` of each row's targets, ``(n, K)`` float64 on the CPU."""
-    if logits.dim() != 2 or logits.shape[0] != targets.shape[0] or logits.shape[1] < 2:
-        raise BadInputError.for_argument(
-            "model",
-            f"a classifier returning ({targets.shape[0]}, num_classes) logits, num_classes >= 2",
-            f"an output of shape {tuple(logits.shape)}",
-        )
-    check_target_range(targets, logits.shape[1])
+    check_logits(logits, targets.shape[0], min_classes=2)
+    check_class_indices(targets, logits.shape[1])
     values = logits.detach().double()
     target_logit = values.gather(1, targets)
     others = values[:, None, :].expand(-1, targets.shape[1], -1).clone()

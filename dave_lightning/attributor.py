@@ -10,7 +10,6 @@ writes a parameter's ``.grad``, never changes ``requires_grad`` and never touche
 from __future__ import annotations
 
 import contextlib
-import math
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -19,7 +18,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from dave_lightning._common import check_int, describe, restored_modes
+from dave_lightning._common import (
+    check_class_indices,
+    check_int,
+    check_logits,
+    describe,
+    restored_modes,
+)
 from dave_lightning.errors import BadInputError
 
 __all__ = ["Attributor", "Target", "attribution_session", "check_logits"]
@@ -102,31 +107,6 @@ def check_images_fit(
         )
 
 
-def check_logits(output: Any) -> Tensor:
-    """The model's output must be a ``(B, num_classes)`` logits tensor.
-
-    Raises:
-        BadInputError: Naming ``model`` for a dict, a tuple or another shape.
-    """
-    if isinstance(output, Tensor) and output.dim() == 2:
-        return output
-    kind = (
-        f"a dict with keys {list(output)}"
-        if isinstance(output, dict)
-        else f"a {type(output).__name__} of {len(output)}"
-        if isinstance(output, tuple | list)
-        else f"an output of shape {tuple(output.shape)}"
-        if isinstance(output, Tensor)
-        else describe(output)
-    )
-    raise BadInputError.for_argument(
-        "model",
-        "a classifier whose forward returns (B, num_classes) logits (wrap one that returns a "
-        "dict or tuple in a module that picks the logits)",
-        kind,
-    )
-
-
 def check_images(images: Any, in_channels: int | None) -> Tensor:
     """Validate a batch of images; reject NaN/inf before any pass is spent."""
     if not isinstance(images, Tensor) or images.dim() != 4:
@@ -176,20 +156,8 @@ def parse_target(target: Any, batch_size: int, num_classes: int | None) -> tuple
             raise BadInputError.for_argument("target", expected, describe(target))
         single = target.dim() == 1
         tensor = target.detach().to("cpu", torch.long).reshape(batch_size, -1)
-    check_target_range(tensor, num_classes)
+    check_class_indices(tensor, num_classes)
     return tensor, single
-
-
-def check_target_range(targets: Tensor, num_classes: int | None) -> None:
-    """Raise :class:`BadInputError` when a class index is outside ``[0, num_classes)``."""
-    low, high = int(targets.min()), int(targets.max())
-    limit = math.inf if num_classes is None else num_classes
-    if low < 0 or high >= limit:
-        raise BadInputError.for_argument(
-            "target",
-            f"class indices in [0, {num_classes})" if num_classes else "class indices >= 0",
-            f"indices from {low} to {high}",
-        )
 
 
 def parse_image_ids(image_ids: Any, batch_size: int) -> list[int]:
@@ -232,7 +200,6 @@ class Attributor(ABC):
             under mixed precision; e.g. ``torch.bfloat16`` opts in to autocast.
     """
 
-    name: ClassVar[str] = "attributor"
     runs_model: ClassVar[bool] = True
     """Whether the method runs the model (then images must fit its dtype and size)."""
 
@@ -303,5 +270,5 @@ class Attributor(ABC):
     def _target_scores(self, logits: Tensor, targets: Tensor) -> Tensor:
         """The ``(n, K)`` raw logits of ``targets``, checking the model's output first."""
         logits = check_logits(logits)
-        check_target_range(targets, logits.shape[1])
+        check_class_indices(targets, logits.shape[1])
         return logits.gather(1, targets)

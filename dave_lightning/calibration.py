@@ -63,7 +63,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from dave_lightning._common import check_int
+from dave_lightning._common import check_choice, check_int
 from dave_lightning._noise_sensitivity import measure_retained
 from dave_lightning.attributor import (
     Target,
@@ -157,8 +157,13 @@ class CalibrationSettings:
         if not (_is_number(self.tolerance) and 0.0 <= self.tolerance <= 1.0):
             raise _fail("tolerance", "a number in [0, 1]", self.tolerance)
         object.__setattr__(self, "tolerance", float(self.tolerance))
-        if self.statistic not in _STATISTICS:
-            raise _fail("statistic", "'probability' or 'margin'", self.statistic)
+        check_choice(
+            "statistic",
+            self.statistic,
+            _STATISTICS,
+            shown=repr,
+            expected="'probability' or 'margin'",
+        )
         check_int("num_draws", self.num_draws, minimum=1)
 
 
@@ -297,8 +302,7 @@ def run_calibration(
     """
     if not isinstance(model, nn.Module):
         raise BadInputError.for_argument("model", "a torch.nn.Module", type(model).__name__)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise _fail("seed", "an integer", seed)
+    check_int("seed", seed, shown=repr)
     check_int("max_batch_size", max_batch_size, minimum=1)
     images = check_images(images, expected_in_channels(model))
     targets, single = parse_target(target, images.shape[0], model_num_classes(model))

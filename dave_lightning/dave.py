@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from dave_lightning._batch_size import auto_batch_size
-from dave_lightning._common import check_int
+from dave_lightning._common import check_choice, check_int
 from dave_lightning.aggregation import robust_mean
 from dave_lightning.attributor import Attributor, Target
 from dave_lightning.calibration import CalibrationSettings, SensitivityCurve, run_calibration
@@ -65,10 +65,6 @@ To choose a level for another model, follow the reference guidance: add noise of
 along the schedule and take the largest level whose target probability the model still tolerates;
 ``DAVE(model, noise_alpha="auto")`` and :func:`~dave_lightning.calibrate_noise_alpha` do that.
 """
-
-AUTO = "auto"
-"""The ``noise_alpha`` that calibrates the level on the model (see :meth:`DAVE.calibrate`), and
-the ``max_batch_size`` that fits the device and the model."""
 
 _UNKNOWN_BATCH = 64  # what ``max_batch_size`` holds under "auto" (the rule decides per call)
 
@@ -119,7 +115,7 @@ def check_noise_alpha(noise_alpha: Any, expected: str = "a number in [0, 1) or N
 
 def _initial_noise_alpha(model: nn.Module, noise_alpha: Any) -> float | None:
     """The level DAVE starts with: ``None`` for ``"auto"`` (not calibrated yet)."""
-    if isinstance(noise_alpha, str) and noise_alpha == AUTO:
+    if isinstance(noise_alpha, str) and noise_alpha == "auto":
         return None
     if noise_alpha is None:
         return default_noise_alpha(model)
@@ -224,8 +220,6 @@ class DAVE(Attributor):
         UnsupportedModelError: When the model holds a module effective mode cannot freeze.
     """
 
-    name = "dave"
-
     def __init__(
         self,
         model: nn.Module,
@@ -244,7 +238,7 @@ class DAVE(Attributor):
         calibration_options: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(max_batch_size, str):
-            if max_batch_size != AUTO:
+            if max_batch_size != "auto":
                 raise BadInputError.for_argument(
                     "max_batch_size", "a positive int or 'auto'", repr(max_batch_size)
                 )
@@ -260,12 +254,15 @@ class DAVE(Attributor):
         self.calibration: SensitivityCurve | None = None
         self._calibrate_each_call = self.noise_alpha is None
         self.transforms = LocalTransformDistribution(flip_prob, rotation, translation, scale)
-        if aggregation not in ("robust", "mean"):
-            raise BadInputError.for_argument("aggregation", "'robust' or 'mean'", repr(aggregation))
+        check_choice(
+            "aggregation",
+            aggregation,
+            ("robust", "mean"),
+            shown=repr,
+            expected="'robust' or 'mean'",
+        )
         self.aggregation: Aggregation = aggregation
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise BadInputError.for_argument("seed", "an integer", repr(seed))
-        self.seed = seed
+        self.seed = check_int("seed", seed, shown=repr)
         if not (isinstance(memory_budget_mb, int | float) and memory_budget_mb > 0):
             raise BadInputError.for_argument(
                 "memory_budget_mb", "a positive number", repr(memory_budget_mb)
@@ -275,7 +272,7 @@ class DAVE(Attributor):
         check_supported(model, self.affine_modules)
 
     def __repr__(self) -> str:
-        noise_alpha = repr(AUTO) if self._calibrate_each_call else self.noise_alpha
+        noise_alpha = repr("auto") if self._calibrate_each_call else self.noise_alpha
         return (
             f"DAVE(num_samples={self.num_samples}, noise_alpha={noise_alpha}, "
             f"transforms={self.transforms}, aggregation={self.aggregation!r}, "
@@ -284,7 +281,7 @@ class DAVE(Attributor):
 
     @property
     def _batch_size_setting(self) -> int | str:
-        return AUTO if self.auto_batch_size else self.max_batch_size
+        return "auto" if self.auto_batch_size else self.max_batch_size
 
     def batch_size_for(self, images: Tensor) -> int:
         """The number of model inputs per pass for ``images``: ``max_batch_size`` or the auto rule.

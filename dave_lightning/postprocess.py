@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dave_lightning._common import gaussian_kernel_1d
 from dave_lightning.errors import BadInputError
 
 __all__ = ["bilateral_filter", "gaussian_blur", "postprocess_for_display"]
@@ -53,12 +54,6 @@ def _check_fits(maps: Tensor, size: int) -> None:
         )
 
 
-def _gaussian_kernel_1d(size: int, sigma: float, like: Tensor) -> Tensor:
-    offsets = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
-    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    return kernel / kernel.sum()
-
-
 def gaussian_blur(maps: Tensor, size: int = 11, sigma: float = 7.0) -> Tensor:
     """Separable Gaussian blur with reflected borders.
 
@@ -72,7 +67,7 @@ def gaussian_blur(maps: Tensor, size: int = 11, sigma: float = 7.0) -> Tensor:
     """
     batch = _as_batch(maps, "maps")
     _check_fits(maps, size)
-    kernel = _gaussian_kernel_1d(size, sigma, batch)
+    kernel = gaussian_kernel_1d(size, sigma, batch)
     pad = size // 2
     x = F.pad(batch[:, None], (pad, pad, pad, pad), mode="reflect")
     x = F.conv2d(x, kernel.view(1, 1, 1, size))

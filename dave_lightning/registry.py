@@ -1,7 +1,8 @@
 """Every attribution method by name: ``get_attributor(name, model, **options)``.
 
 Built-in names and the class each builds (see the class for its options; every one also takes
-``max_batch_size`` and ``autocast_dtype``):
+``max_batch_size`` and ``autocast_dtype``). A method's module is imported when the method is
+first asked for, so listing the names, or building DAVE or Step I, never imports Captum:
 
 * ``"dave"`` — :class:`~dave_lightning.DAVE` (``num_samples``, ``noise_alpha``, ``flip_prob``,
   ``rotation``, ``translation``, ``scale``, ``aggregation``, ``seed``, ``memory_budget_mb``,
@@ -34,23 +35,15 @@ Example:
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from dave_lightning.attributor import Attributor
-from dave_lightning.baselines import (
-    EffectiveInputXGradient,
-    Gradient,
-    InputXGradient,
-    IntegratedGradients,
-    LeGrad,
-    RandomAttributor,
-    SmoothGrad,
-)
-from dave_lightning.dave import DAVE
 from dave_lightning.errors import BadInputError, ConfigurationError
 
 __all__ = ["AttributorFactory", "available_attributors", "get_attributor", "register_attributor"]
@@ -58,16 +51,37 @@ __all__ = ["AttributorFactory", "available_attributors", "get_attributor", "regi
 AttributorFactory = Callable[..., Attributor]
 """Anything called as ``factory(model, **options)`` that returns an :class:`Attributor`."""
 
-_REGISTRY: dict[str, AttributorFactory] = {
-    "dave": DAVE,
-    "gradient": Gradient,
-    "input_x_gradient": InputXGradient,
-    "integrated_gradients": IntegratedGradients,
-    "smoothgrad": SmoothGrad,
-    "effective_input_x_gradient": EffectiveInputXGradient,
-    "legrad": LeGrad,
-    "random": RandomAttributor,
+
+@dataclass(frozen=True)
+class _NotImported:
+    """A built-in factory named by module and attribute, imported when first asked for.
+
+    So building DAVE or Step I never imports Captum (which only some baselines use).
+    """
+
+    module: str
+    attribute: str
+
+    def load(self) -> AttributorFactory:
+        factory: AttributorFactory = getattr(importlib.import_module(self.module), self.attribute)
+        return factory
+
+
+_REGISTRY: dict[str, AttributorFactory | _NotImported] = {
+    "dave": _NotImported("dave_lightning.dave", "DAVE"),
+    "gradient": _NotImported("dave_lightning.baselines.gradient", "Gradient"),
+    "input_x_gradient": _NotImported("dave_lightning.baselines.gradient", "InputXGradient"),
+    "integrated_gradients": _NotImported(
+        "dave_lightning.baselines.integrated_gradients", "IntegratedGradients"
+    ),
+    "smoothgrad": _NotImported("dave_lightning.baselines.smoothgrad", "SmoothGrad"),
+    "effective_input_x_gradient": _NotImported(
+        "dave_lightning.baselines.effective_gradient", "EffectiveInputXGradient"
+    ),
+    "legrad": _NotImported("dave_lightning.baselines.legrad", "LeGrad"),
+    "random": _NotImported("dave_lightning.baselines.random_map", "RandomAttributor"),
 }
+"""Name -> factory; built-ins stay :class:`_NotImported` until :func:`_lookup` first loads them."""
 
 
 def available_attributors() -> tuple[str, ...]:
@@ -113,7 +127,7 @@ def register_attributor(name: str, factory: AttributorFactory, *, overwrite: boo
         )
     if name in _REGISTRY and not overwrite:
         raise ConfigurationError(
-            f"an attributor named {name!r} is already registered ({_REGISTRY[name]!r}); pass "
+            f"an attributor named {name!r} is already registered ({_loaded(name)!r}); pass "
             "`overwrite=True` to replace it."
         )
     _REGISTRY[name] = factory
@@ -158,9 +172,17 @@ def get_attributor(name: str, model: nn.Module, /, **options: Any) -> Attributor
     return attributor
 
 
+def _loaded(name: str) -> AttributorFactory:
+    """The factory registered as ``name``, importing a built-in's module the first time."""
+    entry = _REGISTRY[name]
+    if isinstance(entry, _NotImported):
+        entry = _REGISTRY[name] = entry.load()
+    return entry
+
+
 def _lookup(name: Any) -> AttributorFactory:
     if isinstance(name, str) and name in _REGISTRY:
-        return _REGISTRY[name]
+        return _loaded(name)
     close = (
         difflib.get_close_matches(name, _REGISTRY, n=1, cutoff=0.75)
         if isinstance(name, str)

@@ -75,3 +75,11 @@ def test_shared_helpers_depend_only_on_torch_and_the_errors() -> None:
         "dave_lightning.errors",
     }
     assert roots <= allowed, roots - allowed
+
+
+def test_dead_names_are_gone() -> None:
+    import dave_lightning.dave as dave_module
+    from dave_lightning.attributor import Attributor
+
+    assert not hasattr(dave_module, "AUTO")  # the literal "auto" is what callers compare
+    assert not hasattr(Attributor, "name")  # read by nothing but a test

@@ -58,8 +58,6 @@ class EffectiveInputXGradient(Attributor):
         True
     """
 
-    name = "effective_input_x_gradient"
-
     def __init__(
         self,
         model: nn.Module,

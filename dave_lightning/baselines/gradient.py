@@ -23,7 +23,7 @@ from captum.attr import InputXGradient as CaptumInputXGradient
 from captum.attr import Saliency
 from torch import Tensor
 
-from dave_lightning.baselines._rows import RowAttributor
+from dave_lightning.baselines._captum_adapter import RowAttributor
 
 __all__ = ["Gradient", "InputXGradient"]
 
@@ -44,8 +44,6 @@ class Gradient(RowAttributor):
         >>> torch.equal(maps[0], model[1].weight[0].reshape(3, 2, 2))
         True
     """
-
-    name = "gradient"
 
     def _attribute_rows(self, inputs: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
         saliency = Saliency(self._row_scores)
@@ -71,8 +69,6 @@ class InputXGradient(RowAttributor):
         >>> torch.allclose(maps.sum(), model(x)[0, 2])  # completeness of a linear map
         True
     """
-
-    name = "input_x_gradient"
 
     def _attribute_rows(self, inputs: Tensor, targets: Tensor, image_ids: list[int]) -> Tensor:
         method = CaptumInputXGradient(self._row_scores)

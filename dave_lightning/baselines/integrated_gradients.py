@@ -26,8 +26,8 @@ import torch
 from captum.attr import IntegratedGradients as CaptumIntegratedGradients
 from torch import Tensor, nn
 
-from dave_lightning._common import check_int
-from dave_lightning.baselines._rows import RowAttributor
+from dave_lightning._common import check_choice, check_int
+from dave_lightning.baselines._captum_adapter import RowAttributor
 from dave_lightning.errors import BadInputError
 
 __all__ = ["INTEGRATION_METHODS", "IntegratedGradients"]
@@ -90,8 +90,6 @@ class IntegratedGradients(RowAttributor):
         True
     """
 
-    name = "integrated_gradients"
-
     def __init__(
         self,
         model: nn.Module,
@@ -103,11 +101,7 @@ class IntegratedGradients(RowAttributor):
         autocast_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(model, max_batch_size=max_batch_size, autocast_dtype=autocast_dtype)
-        if method not in INTEGRATION_METHODS:
-            raise BadInputError.for_argument(
-                "method", f"one of {', '.join(map(repr, INTEGRATION_METHODS))}", repr(method)
-            )
-        self.method = method
+        self.method = check_choice("method", method, INTEGRATION_METHODS, shown=repr)
         self.n_steps = check_int("n_steps", n_steps, minimum=1 if method == "gausslegendre" else 2)
         self.baseline = _check_baseline(baseline)
 

@@ -121,8 +121,6 @@ class LeGrad(Attributor):
         (0.0, 1.0)
     """
 
-    name = "legrad"
-
     def __init__(
         self,
         model: nn.Module,

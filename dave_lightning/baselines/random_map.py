@@ -19,8 +19,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from dave_lightning._common import check_choice, check_int
 from dave_lightning.attributor import Attributor
-from dave_lightning.errors import BadInputError
 from dave_lightning.transforms import slot_seed
 
 __all__ = ["RandomAttributor"]
@@ -56,7 +56,6 @@ class RandomAttributor(Attributor):
         (torch.Size([2, 2, 2, 2]), False)
     """
 
-    name = "random"
     runs_model = False
 
     def __init__(
@@ -69,13 +68,14 @@ class RandomAttributor(Attributor):
         autocast_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(model, max_batch_size=max_batch_size, autocast_dtype=autocast_dtype)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise BadInputError.for_argument("seed", "an integer", repr(seed))
-        if distribution not in ("uniform", "normal"):
-            raise BadInputError.for_argument(
-                "distribution", "'uniform' or 'normal'", repr(distribution)
-            )
-        self.seed = seed
+        self.seed = check_int("seed", seed, shown=repr)
+        check_choice(
+            "distribution",
+            distribution,
+            ("uniform", "normal"),
+            shown=repr,
+            expected="'uniform' or 'normal'",
+        )
         self.distribution: Distribution = distribution
 
     def __repr__(self) -> str:

@@ -29,7 +29,7 @@ from captum.attr import Saliency
 from torch import Tensor, nn
 
 from dave_lightning._common import check_int
-from dave_lightning.baselines._rows import RowAttributor
+from dave_lightning.baselines._captum_adapter import RowAttributor
 from dave_lightning.errors import BadInputError, ConfigurationError
 from dave_lightning.transforms import slot_noise, slot_seed
 
@@ -86,8 +86,6 @@ class SmoothGrad(RowAttributor):
         True
     """
 
-    name = "smoothgrad"
-
     def __init__(
         self,
         model: nn.Module,
@@ -110,9 +108,7 @@ class SmoothGrad(RowAttributor):
             )
         if self.stdevs is None and self.noise_level is None:
             self.noise_level = DEFAULT_NOISE_LEVEL
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise BadInputError.for_argument("seed", "an integer", repr(seed))
-        self.seed = seed
+        self.seed = check_int("seed", seed, shown=repr)
 
     def __repr__(self) -> str:
         if self.stdevs is not None:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dave_lightning._common import check_choice, check_int, describe
+from dave_lightning._common import check_choice, check_int, describe, is_integer
 from dave_lightning.errors import BadInputError
 
 __all__ = [
@@ -91,7 +91,7 @@ def check_image_size(image_size: Any, minimum: int) -> tuple[int, int]:
     if (
         not isinstance(sides, (tuple, list))
         or len(sides) != 2
-        or any(isinstance(s, bool) or not isinstance(s, int) or s < minimum for s in sides)
+        or any(not is_integer(s) or s < minimum for s in sides)
     ):
         raise BadInputError.for_argument("image_size", expected, describe(image_size))
     return int(sides[0]), int(sides[1])

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dave_lightning._common import check_choice, is_integer
 from dave_lightning.data._checks import (
     check_fraction,
     check_image_batch,
@@ -165,10 +166,7 @@ def make_grids(
         ConfigurationError: For ``min_confidence`` without ``model``, or ``full_resolution``
             with ``output_size``.
     """
-    if on_empty not in _ON_EMPTY:
-        raise BadInputError.for_argument(
-            "on_empty", "one of " + ", ".join(map(repr, _ON_EMPTY)), repr(on_empty)
-        )
+    check_choice("on_empty", on_empty, _ON_EMPTY, shown=repr)
     images = check_image_batch(images)
     labels = check_labels(labels, images.shape[0])
     grid_size = check_int("grid_size", grid_size, minimum=2)
@@ -226,10 +224,7 @@ def _grid_size_of(
         return grid_size * height, grid_size * width
     size = (height, width) if output_size is None else output_size
     sides = (size, size) if isinstance(size, int) else tuple(size)
-    if len(sides) != 2 or any(
-        isinstance(s, bool) or not isinstance(s, int) or s < grid_size or s % grid_size
-        for s in sides
-    ):
+    if len(sides) != 2 or any(not is_integer(s) or s < grid_size or s % grid_size for s in sides):
         name = "images" if output_size is None else "output_size"
         raise BadInputError.for_argument(
             name,

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dave_lightning._common import restored_modes
+from dave_lightning._common import check_class_indices, check_logits, restored_modes
 from dave_lightning.data._checks import (
     check_fraction,
     check_image_batch,
@@ -77,18 +77,9 @@ def confidently_correct(
 
 
 def _correct_and_confident(logits: Any, labels: Tensor, min_confidence: float) -> Tensor:
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != len(labels):
-        raise BadInputError.for_argument(
-            "model",
-            f"a classifier returning ({len(labels)}, num_classes) logits",
-            f"an output {describe(logits)}",
-        )
-    if int(labels.max()) >= logits.shape[1]:
-        raise BadInputError.for_argument(
-            "labels",
-            f"class indices below the model's {logits.shape[1]} outputs",
-            f"the index {int(labels.max())}",
-        )
+    logits = check_logits(logits, len(labels))
+    width = logits.shape[1]
+    check_class_indices(labels, width, "labels", f"class indices below the model's {width} outputs")
     probabilities = logits.detach().float().softmax(dim=1).cpu()
     confidence = probabilities.gather(1, labels.unsqueeze(1)).squeeze(1)
     return (probabilities.argmax(dim=1) == labels) & (confidence >= min_confidence)

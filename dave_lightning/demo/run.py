@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,16 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dave_lightning._common import check_int
 from dave_lightning._output_folder import writable_folder
 from dave_lightning._timm_models import create_model
 from dave_lightning.callbacks import AttributionMonitor
-from dave_lightning.data import DEFAULT_CLASSES, IMAGENET_MEAN, IMAGENET_STD, SyntheticShapes
+from dave_lightning.data import DEFAULT_CLASSES, SyntheticShapes
 from dave_lightning.data.synthetic import MIN_SIDE
 from dave_lightning.demo.augmentation import Augmented, train_augmentation
 from dave_lightning.demo.classifier import ImageClassifier
+from dave_lightning.demo.config import DEFAULT_MODEL, DemoConfig, DemoResult
+from dave_lightning.demo.shortcut import measure_shortcut
 from dave_lightning.errors import BadInputError, ConfigurationError
 from dave_lightning.registry import available_attributors
 
@@ -38,76 +40,8 @@ __all__ = [
     "training_data",
 ]
 
-DEFAULT_MODEL = "vit_tiny_patch16_224"
-"""The demo's default timm architecture, shrunk for CPU (see :meth:`DemoConfig.model_kwargs`)."""
-
 _MAX_SEED = 2**32 - 1  # what numpy (and so Lightning's seed_everything) accepts
 _AT_LEAST_ONE = ("epochs", "train_size", "val_size", "batch_size", "num_samples", "num_images")
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """Every knob of the demo; the defaults take about five minutes on two CPU cores."""
-
-    epochs: int = 16
-    out: Path = Path("runs/demo")
-    spurious: bool = False
-    seed: int = 0
-    device: str = "auto"
-    model: str = DEFAULT_MODEL
-    pretrained: bool = False
-    image_size: int = 64
-    train_size: int = 2048
-    val_size: int = 256
-    batch_size: int = 32
-    methods: tuple[str, ...] = ("dave", "gradient")
-    num_samples: int = 16
-    num_images: int = 32
-    lr: float = 1e-3
-    augment: bool = True
-    progress: bool = True
-
-    def model_kwargs(self) -> dict[str, Any]:
-        """``timm.create_model`` arguments: the default model is shrunk to a CPU-sized ViT.
-
-        ``pretrained_cfg_overlay`` makes the model's timm data configuration say how the demo
-        feeds it, so ``dave-lightning explain --checkpoint`` preprocesses alike: no crop (the
-        images are rendered at the input size), and, for a model trained from scratch, the
-        ImageNet statistics the embedded data is normalised with. Pretrained weights keep the
-        statistics they were trained with; the data follows them (see :func:`normalization`).
-        """
-        overlay: dict[str, Any] = {"crop_pct": 1.0}
-        if not self.pretrained:
-            overlay.update(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
-        kwargs: dict[str, Any] = {
-            "img_size": self.image_size,
-            "global_pool": "avg",
-            "pretrained_cfg_overlay": overlay,
-        }
-        if self.shrunk:
-            kwargs.update(patch_size=8, embed_dim=96, depth=4, num_heads=3, dynamic_img_size=True)
-        return kwargs
-
-    @property
-    def shrunk(self) -> bool:
-        """Whether the default model is built CPU-sized (with full-resolution GridPG grids)."""
-        return self.model == DEFAULT_MODEL and not self.pretrained
-
-    def accelerator(self) -> str:
-        """``"gpu"`` when asked or (``"auto"``) available, else ``"cpu"``.
-
-        Raises:
-            ConfigurationError: When a GPU is asked for and none is available.
-        """
-        if self.device == "auto":
-            return "gpu" if torch.cuda.is_available() else "cpu"
-        if self.device.startswith("cuda") or self.device == "gpu":
-            if not torch.cuda.is_available():
-                raise ConfigurationError(
-                    f"--device {self.device}: no CUDA GPU is available here; use --device cpu"
-                )
-            return "gpu"
-        return "cpu"
 
 
 def _flag(field_name: str) -> str:
@@ -147,9 +81,7 @@ def check_config(config: DemoConfig) -> None:
         BadInputError: For an ``--out`` that is a file or not writable.
     """
     for name in _AT_LEAST_ONE:
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
-            raise ConfigurationError.for_argument(_flag(name), "an integer >= 1", repr(value))
+        check_int(_flag(name), getattr(config, name), 1, error=ConfigurationError, shown=repr)
     if not 0 <= config.seed <= _MAX_SEED:
         raise ConfigurationError.for_argument(
             "--seed", f"an integer in [0, {_MAX_SEED}]", repr(config.seed)
@@ -172,21 +104,6 @@ def check_config(config: DemoConfig) -> None:
         writable_folder(config.out, "--out")
     except BadInputError as error:
         raise ConfigurationError(str(error)) from None
-
-
-@dataclass
-class DemoResult:
-    """What the demo measured: per-epoch accuracy and explanation scores, and where it wrote."""
-
-    config: DemoConfig
-    accuracy: list[dict[str, float]] = field(default_factory=list)
-    history: list[dict[str, float]] = field(default_factory=list)
-    clean_accuracy: float | None = None
-    cue_share: dict[str, float] = field(default_factory=dict)
-    object_share: float = 0.0
-    cue_area: float = 0.0
-    log_dir: Path | None = None
-    class_names: tuple[str, ...] = ()
 
 
 class _AccuracyRecorder(Callback):
@@ -392,7 +309,5 @@ def run_demo(config: DemoConfig, on_epoch: EpochReport | None = None) -> DemoRes
         class_names=tuple(train.classes),
     )
     if config.spurious:
-        from dave_lightning.demo.shortcut import measure_shortcut
-
         measure_shortcut(result, module, monitor, val)
     return result

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from dave_lightning.data import SyntheticShapes
+from dave_lightning.demo.config import DemoConfig, DemoResult
 from dave_lightning.metrics.functional import energy_pointing_game
 from dave_lightning.registry import get_attributor
 
 if TYPE_CHECKING:
     from dave_lightning.callbacks import AttributionMonitor
-    from dave_lightning.demo.run import DemoConfig, DemoResult
 
 __all__ = ["measure_shortcut", "unmarked_test_set"]
 

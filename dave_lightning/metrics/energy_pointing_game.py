@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dave_lightning.metrics._pointing_game import PointingGameMetric
+from dave_lightning.metrics._per_sample_scores import PerSampleScoreMetric
 from dave_lightning.metrics.functional.energy_pointing_game import (
     Boxes,
     _energy_pointing_game_update,
@@ -16,7 +16,7 @@ from dave_lightning.metrics.functional.energy_pointing_game import (
 __all__ = ["EnergyPointingGame"]
 
 
-class EnergyPointingGame(PointingGameMetric):
+class EnergyPointingGame(PerSampleScoreMetric):
     """Mean share of positive attribution inside the union of the object's boxes.
 
     Delegates to :func:`~dave_lightning.metrics.functional.energy_pointing_game`, whose

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from dave_lightning.metrics._pointing_game import PointingGameMetric
+from dave_lightning.metrics._per_sample_scores import PerSampleScoreMetric
 from dave_lightning.metrics.functional.grid_pointing_game import (
     _check_grid_options,
     _grid_pointing_game_update,
@@ -15,7 +15,7 @@ from dave_lightning.metrics.functional.grid_pointing_game import (
 __all__ = ["GridPointingGame"]
 
 
-class GridPointingGame(PointingGameMetric):
+class GridPointingGame(PerSampleScoreMetric):
     """Mean share of positive attribution inside the explained cell of a grid image.
 
     Delegates to :func:`~dave_lightning.metrics.functional.grid_pointing_game`, whose

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dave_lightning.metrics._pointing_game import PointingGameMetric
+from dave_lightning.metrics._per_sample_scores import PerSampleScoreMetric
 from dave_lightning.metrics.functional.patch_artifact import (
     PatchSize,
     _check_patch_size,
@@ -18,7 +18,7 @@ from dave_lightning.metrics.functional.patch_artifact import (
 __all__ = ["PatchArtifactScore"]
 
 
-class PatchArtifactScore(PointingGameMetric):
+class PatchArtifactScore(PerSampleScoreMetric):
     """Mean share of the maps' non-DC spectral energy on the patch-grid frequency lattice.
 
     Delegates to :func:`~dave_lightning.metrics.functional.patch_artifact_score`, whose module

@@ -12,7 +12,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
 from dave_lightning.errors import BadInputError
-from dave_lightning.metrics._common import warn_non_finite
+from dave_lightning.metrics._non_finite import warn_non_finite
 from dave_lightning.metrics._plot import direction_label, plot_curves
 from dave_lightning.metrics.functional.deletion_auc import (
     deletion_auc,

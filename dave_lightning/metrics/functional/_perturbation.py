@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dave_lightning._common import restored_modes
+from dave_lightning._common import gaussian_kernel_1d, restored_modes
 
 __all__ = [
     "evaluation_mode",
@@ -95,12 +95,6 @@ def _reflect_indices(size: int, pad: int, device: torch.device) -> Tensor:
     return torch.where(folded < size, folded, period - folded)
 
 
-def _gaussian_kernel(size: int, sigma: float, like: Tensor) -> Tensor:
-    offsets = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
-    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    return kernel / kernel.sum()
-
-
 def gaussian_blur_images(images: Tensor, kernel_size: int, sigma: float) -> Tensor:
     """Separable Gaussian blur of ``(B, C, H, W)`` images, each channel alone, mirrored borders.
 
@@ -116,7 +110,7 @@ def gaussian_blur_images(images: Tensor, kernel_size: int, sigma: float) -> Tens
     pad = kernel_size // 2
     padded = images.index_select(2, _reflect_indices(height, pad, images.device))
     padded = padded.index_select(3, _reflect_indices(width, pad, images.device))
-    kernel = _gaussian_kernel(kernel_size, sigma, images)
+    kernel = gaussian_kernel_1d(kernel_size, sigma, images)
     flat = padded.reshape(batch * channels, 1, height + 2 * pad, width + 2 * pad)
     flat = F.conv2d(flat, kernel.view(1, 1, 1, kernel_size))
     flat = F.conv2d(flat, kernel.view(1, 1, kernel_size, 1))

@@ -1,4 +1,4 @@
-"""Helpers shared by the metric classes (private)."""
+"""The warning about maps holding NaN or ±inf, shared by the metric classes (private)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared machinery of the Captum-backed attributors: one row per (image, target) pair.
+"""The adapter every Captum-backed attributor builds on: one row per (image, target) pair.
 
 Captum differentiates one scalar per model input, so several targets per image are expanded into
 the batch: image ``b`` with targets ``(t_b1, ..., t_bK)`` becomes ``K`` rows, image-major. A row

@@ -1,4 +1,7 @@
-"""States, compute and plotting shared by the two pointing games (private base class)."""
+"""States, compute and plotting of metrics that average one score per map (private base class).
+
+Its subclasses: the two pointing games and :class:`~dave_lightning.metrics.PatchArtifactScore`.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +13,20 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-from dave_lightning.metrics._common import warn_non_finite
+from dave_lightning.metrics._non_finite import warn_non_finite
 from dave_lightning.metrics._plot import plot_distribution
 
-__all__ = ["PointingGameMetric"]
+__all__ = ["PerSampleScoreMetric"]
 
 
-class PointingGameMetric(Metric):
+class PerSampleScoreMetric(Metric):
     """Mean of per-sample scores in [0, 1], with the scores kept for their distribution.
 
     States (all synchronised across processes): ``score_sum`` and ``count`` (sums) give the mean;
     ``num_nan`` (sum) counts maps with NaN or ±inf, which are excluded; ``scores`` (``cat``) keeps
     the included per-sample scores for :meth:`per_sample_scores` and :meth:`plot`, in the metric's
-    dtype (``set_dtype``) so that every process gathers the same dtype.
+    dtype (``set_dtype``) so that every process gathers the same dtype. Higher is better unless
+    a subclass says otherwise (:class:`~dave_lightning.metrics.PatchArtifactScore` does).
     """
 
     is_differentiable = False
