@@ -10,7 +10,7 @@ from torch import nn
 from dave_lightning import DAVE, BadInputError, _batch_size, get_attributor
 from dave_lightning._batch_size import activation_bytes, auto_batch_size
 from dave_lightning.callbacks import AttributionMonitor
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
 
 CPU = torch.device("cpu")
 

@@ -21,8 +21,7 @@ from dave_lightning.calibration import (
     CalibrationSettings,
     select_noise_alpha,
 )
-from tests.conftest import tiny_vit
-from tests.test_effective import _snapshot
+from tests.helpers import ModelState, tiny_vit
 
 DOUBLE = torch.float64
 LEVELS = torch.tensor(DEFAULT_LEVELS, dtype=DOUBLE)
@@ -327,12 +326,12 @@ def test_leaves_modes_parameters_grads_and_rng_as_they_were() -> None:
     model.train()
     model.blocks[0].eval()
     parameters = {name: p.detach().clone() for name, p in model.named_parameters()}
-    before, rng = _snapshot(model), torch.get_rng_state()
+    before, rng = ModelState.capture(model), torch.get_rng_state()
 
     _, first = calibrate_noise_alpha(model, images, predicted)
 
     assert torch.equal(torch.get_rng_state(), rng)
-    assert _snapshot(model) == before
+    assert before.differences(ModelState.capture(model)) == []
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(p, parameters[name]) for name, p in model.named_parameters())
     assert first.num_used == 3

@@ -31,9 +31,7 @@ from dave_lightning.transforms import (
     slot_seed,
     warp,
 )
-from tests.conftest import tiny_vit
-from tests.test_aggregation import _reference_robust_mean
-from tests.test_effective import _snapshot
+from tests.helpers import ModelState, reference_robust_mean, tiny_vit
 
 DOUBLE = torch.float64
 
@@ -85,7 +83,7 @@ def _slow_dave(
                 (grad,) = torch.autograd.grad(model(z)[0, int(targets[b])], x)
             maps.append((grad * images[b : b + 1])[0])
         stacked = torch.stack(maps).numpy()
-        combined = _reference_robust_mean(stacked) if robust else stacked.mean(axis=0)
+        combined = reference_robust_mean(stacked) if robust else stacked.mean(axis=0)
         out.append(torch.from_numpy(combined).sum(dim=0))
     return torch.stack(out)
 
@@ -241,19 +239,24 @@ def test_leaves_model_grads_modes_and_rng_as_they_were(
     model.head.weight.grad = torch.ones_like(model.head.weight)
     model.patch_embed.proj.weight.requires_grad_(False)
     parameters = {name: p.detach().clone() for name, p in model.named_parameters()}
-    before = _snapshot(model)
+    before = ModelState.capture(model)
     rng = torch.get_rng_state()
 
     maps = DAVE(model, num_samples=3).attribute(images, TARGETS)
 
     assert torch.equal(torch.get_rng_state(), rng)
-    assert _snapshot(model) == before
+    assert before.differences(ModelState.capture(model)) == []
     assert torch.equal(model.head.weight.grad, torch.ones_like(model.head.weight))
     assert all(p.grad is None for name, p in model.named_parameters() if name != "head.weight")
     assert not model.patch_embed.proj.weight.requires_grad
     assert all(torch.equal(p, parameters[name]) for name, p in model.named_parameters())
     model.eval()
     torch.testing.assert_close(maps, DAVE(model, num_samples=3).attribute(images, TARGETS))
+
+
+def _wrapper_state(wrapper: nn.Module) -> ModelState:
+    """The wrapper's state but for the attributes the test below changes on purpose."""
+    return ModelState.capture(wrapper, ignore_attributes=("explode", "calls", "num_classes"))
 
 
 class _Wrapper(nn.Module):
@@ -277,7 +280,7 @@ def test_nothing_is_left_after_a_bad_target_or_a_failing_model(
 ) -> None:
     wrapper = _Wrapper(model)
     wrapper.train()
-    before = _snapshot(wrapper)
+    before = _wrapper_state(wrapper)
     dave = DAVE(wrapper, num_samples=2)
     model.num_classes = 0  # hide the class count: the range is checked on the first logits
     with pytest.raises(
@@ -285,11 +288,11 @@ def test_nothing_is_left_after_a_bad_target_or_a_failing_model(
         match=r"`target`: expected class indices in \[0, 4\), received indices from 0 to 9",
     ):
         dave.attribute(images, torch.tensor([0, 9, 1]))
-    assert _snapshot(wrapper) == before
+    assert before.differences(_wrapper_state(wrapper)) == []
     wrapper.explode = True
     with pytest.raises(RuntimeError, match="model exploded"):
         dave.attribute(images, TARGETS)
-    assert _snapshot(wrapper) == before
+    assert before.differences(_wrapper_state(wrapper)) == []
 
 
 def test_nan_images_are_rejected_before_any_pass(model: nn.Module, images: torch.Tensor) -> None:

@@ -23,7 +23,7 @@ from tests.callbacks.helpers import (
     trainer,
     training_fingerprint,
 )
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
 
 METHODS = ["dave", "gradient", "random"]
 

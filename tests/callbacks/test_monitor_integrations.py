@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from dave_lightning.callbacks import AttributionMonitor
 from tests.callbacks.helpers import FAST, BoxedImages, TinyClassifier, loaders
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
 
 DDP_OPTIONS = dict(FAST, methods=["dave", "gradient", "random"], num_images=12, max_grids=4)
 
