@@ -31,6 +31,7 @@ def tiny_vit(
     fused: bool | None = None,
     seed: int | None = None,
     dtype: torch.dtype = torch.float32,
+    architecture: type[VisionTransformer] = VisionTransformer,
     **kwargs: Any,
 ) -> VisionTransformer:
     """A test-sized ViT: 8-pixel patches, width 32, two blocks of two heads.
@@ -42,6 +43,7 @@ def tiny_vit(
         seed: Draw the weights from a generator seeded so, leaving the global RNG as it was;
             ``None`` draws them from the global RNG.
         dtype: Parameter dtype.
+        architecture: The class (``VisionTransformer`` or a subclass such as the distilled one).
         **kwargs: Further ``VisionTransformer`` options (they override the ones above).
     """
     options: dict[str, Any] = dict(
@@ -54,11 +56,11 @@ def tiny_vit(
     )
     options.update(kwargs)
     if seed is None:
-        model = VisionTransformer(**options)
+        model = architecture(**options)
     else:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            model = VisionTransformer(**options)
+            model = architecture(**options)
     if fused is not None:
         for module in model.modules():
             if hasattr(module, "fused_attn"):

@@ -133,12 +133,7 @@ def test_completeness_with_attention_masks(fused: bool, mask_kind: str) -> None:
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
 def test_completeness_distilled_deit(fused: bool) -> None:
     torch.manual_seed(0)
-    model = VisionTransformerDistilled(
-        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=4
-    )
-    for module in model.modules():
-        if hasattr(module, "fused_attn"):
-            module.fused_attn = fused
+    model = tiny_vit(architecture=VisionTransformerDistilled, num_classes=4, fused=fused)
     model = _zero_affine_offsets(model).double().eval()
     assert _completeness_error(model, torch.randn(2, 3, 32, 32, dtype=DOUBLE)) < 1e-10
 

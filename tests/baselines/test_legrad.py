@@ -160,9 +160,7 @@ def test_gradient_checkpointing_is_paused_and_restored() -> None:
 
 
 def test_distilled_deit_uses_both_heads() -> None:
-    model = VisionTransformerDistilled(
-        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5
-    )
+    model = tiny_vit(architecture=VisionTransformerDistilled)
     model = randomise_embeddings(model).double().eval()
     images = random_images(2, 3, 32, 32, seed=3, dtype=torch.float64)
     target = torch.tensor([0, 4])
