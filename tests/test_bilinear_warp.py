@@ -153,6 +153,7 @@ def test_the_explicit_adjoint_is_bitwise_repeatable_and_batch_independent() -> N
     assert torch.equal(first[5:], _mine(images[5:], grid[5:], upstream[5:])[1])
 
 
+@pytest.mark.slow
 def test_dave_with_the_explicit_adjoint_equals_dave_with_the_library_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -88,6 +88,7 @@ def _slow_dave(
     return torch.stack(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aggregation", ["robust", "mean"])
 def test_matches_a_slow_one_slot_at_a_time_reference(
     model: nn.Module, images: torch.Tensor, aggregation: str
@@ -135,6 +136,7 @@ def test_bitwise_reproducible_for_a_seed_and_seed_sensitive(
     assert not torch.allclose(first, DAVE(model, num_samples=5, seed=8).attribute(images, TARGETS))
 
 
+@pytest.mark.slow
 def test_the_batched_keyed_noise_of_accelerators_keeps_every_guarantee(
     monkeypatch: pytest.MonkeyPatch, model: nn.Module, images: torch.Tensor
 ) -> None:
@@ -154,6 +156,7 @@ def test_the_batched_keyed_noise_of_accelerators_keeps_every_guarantee(
         torch.testing.assert_close(dave.attribute(images, TARGETS), reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aggregation", ["robust", "mean"])
 def test_any_batch_size_or_memory_budget_gives_the_same_maps(
     model: nn.Module, images: torch.Tensor, aggregation: Any
@@ -182,6 +185,7 @@ def test_image_ids_key_the_randomness_not_the_batch_position(
     assert not torch.allclose(dave.attribute(images[1:], TARGETS[1:]), full[1:])
 
 
+@pytest.mark.slow
 def test_several_targets_share_passes_and_equal_single_targets(
     model: nn.Module, images: torch.Tensor
 ) -> None:
@@ -194,6 +198,7 @@ def test_several_targets_share_passes_and_equal_single_targets(
     assert dave.attribute(images, 2).shape == (3, 16, 16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aggregation", ["robust", "mean"])
 def test_samples_of_all_images_and_targets_are_stacked_into_full_passes(
     model: nn.Module, images: torch.Tensor, aggregation: Any
@@ -414,6 +419,7 @@ def test_default_noise_alpha_follows_the_paper(name: str, expected: float) -> No
     assert DAVE(nn.Sequential(model)).noise_alpha == expected
 
 
+@pytest.mark.slow
 def test_attribution_is_float32_under_an_outer_autocast_and_autocast_is_opt_in() -> None:
     torch.manual_seed(0)
     model = tiny_vit(img_size=16, num_classes=4).eval()
@@ -429,6 +435,7 @@ def test_attribution_is_float32_under_an_outer_autocast_and_autocast_is_opt_in()
     assert float(np.corrcoef(low.flatten().numpy(), expected.flatten().numpy())[0, 1]) > 0.9
 
 
+@pytest.mark.slow
 def test_inference_mode_targets_and_outputs_are_ordinary_tensors(
     model: nn.Module, images: torch.Tensor
 ) -> None:
@@ -464,6 +471,7 @@ def _predicted(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images).argmax(dim=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tolerance", [0.5, 1.0])
 def test_auto_attributes_with_the_calibrated_level(
     model: nn.Module, images: torch.Tensor, tolerance: float
@@ -502,6 +510,7 @@ def test_auto_is_reproducible_for_the_same_images_and_seed(
     assert first.noise_alpha == second.noise_alpha
 
 
+@pytest.mark.slow
 def test_auto_calibrates_on_each_call_until_calibrate_fixes_the_level(
     model: nn.Module, images: torch.Tensor
 ) -> None:
@@ -527,12 +536,14 @@ def test_auto_calibrates_on_each_call_until_calibrate_fixes_the_level(
     assert dave.calibrate(images, targets, image_ids=[5, 6, 7]) == alpha  # deterministic
 
 
+@pytest.mark.slow
 def test_calibrate_sets_the_level_of_any_dave(model: nn.Module, images: torch.Tensor) -> None:
     dave = DAVE(model, num_samples=2, noise_alpha=0.3, calibration_options={"tolerance": 1.0})
     assert dave.calibrate(images, _predicted(model, images)) == DEFAULT_LEVELS[-1]
     assert dave.noise_alpha == DEFAULT_LEVELS[-1]
 
 
+@pytest.mark.slow
 def test_use_calibration_fixes_the_level_of_a_curve_measured_elsewhere(
     model: nn.Module, images: torch.Tensor
 ) -> None:
@@ -552,6 +563,7 @@ def test_use_calibration_fixes_the_level_of_a_curve_measured_elsewhere(
         dave.use_calibration(0.5)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_auto_works_under_inference_mode(model: nn.Module, images: torch.Tensor) -> None:
     targets = _predicted(model, images)
     expected = DAVE(model, num_samples=3, noise_alpha="auto").attribute(images, targets)

@@ -155,6 +155,7 @@ def test_a_model_that_raises_in_its_head_leaves_nothing_behind(name: str) -> Non
     assert_untouched(before, model)
 
 
+@pytest.mark.slow
 def test_importing_the_methods_leaves_lightning_and_the_metrics_out() -> None:
     code = (
         "import sys, dave_lightning.registry, dave_lightning.baselines\n"

@@ -25,6 +25,8 @@ from tests.callbacks.helpers import (
 )
 from tests.helpers import tiny_vit
 
+pytestmark = pytest.mark.slow  # every test runs a Trainer
+
 METHODS = ["dave", "gradient", "random"]
 
 
