@@ -35,8 +35,3 @@ def deterministic_algorithms(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn_only)
-
-
-@pytest.fixture
-def seeded() -> None:
-    torch.manual_seed(0)
