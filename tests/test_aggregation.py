@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from dave_lightning import aggregation
 from dave_lightning.aggregation import lower_median, robust_mean
-
-
-def _explicit_lower_median(values: list[float]) -> float:
-    """The ``(n - 1) // 2``-th smallest value: for an even count the lower of the middle two."""
-    return sorted(values)[(len(values) - 1) // 2]
-
-
-def _reference_robust_mean(samples: np.ndarray) -> np.ndarray:
-    """Per element: drop samples farther than 2.5·(1.4826·MAD + 1e-8) from the median, average.
-
-    Both the median and the MAD are lower medians, as ``torch.median`` in the reference code.
-    """
-    out = np.empty(samples.shape[1:])
-    for index in np.ndindex(*samples.shape[1:]):
-        values = [float(v) for v in samples[(slice(None), *index)]]
-        center = _explicit_lower_median(values)
-        mad = _explicit_lower_median([abs(v - center) for v in values])
-        kept = [v for v in values if abs(v - center) <= 2.5 * (1.4826 * mad + 1e-8)]
-        out[index] = sum(kept) / len(kept)
-    return out
+from tests.helpers import explicit_lower_median, reference_robust_mean
 
 
 @pytest.mark.parametrize("count", [1, 2, 7, 50])
 def test_lower_median_is_the_explicit_lower_median_and_torch_median(count: int) -> None:
     values = torch.randn(count, 5, 3, dtype=torch.float64)
     expected = torch.tensor(
-        [[_explicit_lower_median(values[:, i, j].tolist()) for j in range(3)] for i in range(5)],
+        [[explicit_lower_median(values[:, i, j].tolist()) for j in range(3)] for i in range(5)],
         dtype=torch.float64,
     )
     torch.testing.assert_close(lower_median(values, 0), expected, rtol=0, atol=0)
@@ -61,7 +41,7 @@ def test_robust_mean_matches_the_reference(count: int) -> None:
     samples = torch.randn(count, 4, 6, generator=generator, dtype=torch.float64)
     samples[0] += 40.0  # an outlier sample
     samples[:, 0, 0] = 3.0  # all equal: MAD = 0, everything kept
-    expected = _reference_robust_mean(samples.numpy())
+    expected = reference_robust_mean(samples.numpy())
     torch.testing.assert_close(robust_mean(samples, dim=0), torch.from_numpy(expected))
 
 
@@ -69,7 +49,7 @@ def test_robust_mean_in_slices_equals_the_reference(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(aggregation, "_WORKSPACE_ELEMENTS", 7 * 5)  # 5 rows of 7 samples at once
     samples = torch.randn(7, 4, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     samples[2] -= 30.0
-    expected = _reference_robust_mean(samples.numpy())
+    expected = reference_robust_mean(samples.numpy())
     torch.testing.assert_close(robust_mean(samples, dim=0), torch.from_numpy(expected))
 
 
@@ -92,7 +72,7 @@ def test_robust_mean_with_heavy_ties_matches_the_reference(count: int) -> None:
     generator = torch.Generator().manual_seed(100 + count)
     samples = torch.randint(-3, 4, (count, 300), generator=generator).double()
     samples[:, :20] *= 7.0  # wider spreads, exact ties at the window's ends
-    expected = _reference_robust_mean(samples.numpy())
+    expected = reference_robust_mean(samples.numpy())
     torch.testing.assert_close(robust_mean(samples, dim=0), torch.from_numpy(expected))
 
 
@@ -105,7 +85,7 @@ def test_the_torch_path_of_other_devices_matches_the_reference(
     generator = torch.Generator().manual_seed(200 + count)
     samples = torch.randint(-3, 4, (count, 300), generator=generator).double()
     samples[0, :50] += 40.0
-    expected = _reference_robust_mean(samples.numpy())
+    expected = reference_robust_mean(samples.numpy())
     torch.testing.assert_close(robust_mean(samples, dim=0), torch.from_numpy(expected))
 
 

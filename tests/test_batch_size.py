@@ -10,7 +10,7 @@ from torch import nn
 from dave_lightning import DAVE, BadInputError, _batch_size, get_attributor
 from dave_lightning._batch_size import activation_bytes, auto_batch_size
 from dave_lightning.callbacks import AttributionMonitor
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
 
 CPU = torch.device("cpu")
 
@@ -76,6 +76,7 @@ def test_dave_defaults_to_auto_and_keeps_an_explicit_size() -> None:
     assert get_attributor("dave", model, num_samples=2).auto_batch_size  # the registry too
 
 
+@pytest.mark.slow
 def test_dave_under_auto_splits_its_passes_by_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     model = tiny_vit(img_size=16, num_classes=3).double()
     images = torch.randn(2, 3, 16, 16, dtype=torch.float64)

@@ -24,8 +24,7 @@ from dave_lightning.transforms import (
     slot_seed,
     warp,
 )
-from tests.conftest import tiny_vit
-from tests.test_transforms import CASES, _reference_weights
+from tests.helpers import WARP_CASES, reference_warp_weights, tiny_vit
 
 DOUBLE = torch.float64
 
@@ -57,15 +56,15 @@ def _mixed_batch(count: int) -> TransformParams:
     return distribution.sample([slot_seed(4, i, 2) for i in range(count)])
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", list(WARP_CASES))
 @pytest.mark.parametrize(("height", "width"), [(8, 8), (6, 10), (11, 5)])
 def test_adjoint_is_the_transpose_of_the_explicit_bilinear_matrix(
     name: str, height: int, width: int
 ) -> None:
-    params = CASES[name]
+    params = WARP_CASES[name]
     upstream = torch.randn(1, 2, height, width, dtype=DOUBLE)
     grid = _grid(params, (1, 2, height, width), DOUBLE)
-    expected = _reference_weights(params, height, width).T @ upstream.reshape(2, -1).T
+    expected = reference_warp_weights(params, height, width).T @ upstream.reshape(2, -1).T
     grad = bilinear_adjoint(upstream, grid, height, width)
     torch.testing.assert_close(grad.reshape(2, -1), expected.T)
 
@@ -154,6 +153,7 @@ def test_the_explicit_adjoint_is_bitwise_repeatable_and_batch_independent() -> N
     assert torch.equal(first[5:], _mine(images[5:], grid[5:], upstream[5:])[1])
 
 
+@pytest.mark.slow
 def test_dave_with_the_explicit_adjoint_equals_dave_with_the_library_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

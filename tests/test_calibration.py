@@ -21,8 +21,7 @@ from dave_lightning.calibration import (
     CalibrationSettings,
     select_noise_alpha,
 )
-from tests.conftest import tiny_vit
-from tests.test_effective import _snapshot
+from tests.helpers import ModelState, tiny_vit
 
 DOUBLE = torch.float64
 LEVELS = torch.tensor(DEFAULT_LEVELS, dtype=DOUBLE)
@@ -128,6 +127,7 @@ def test_fragile_model_tolerates_nothing_and_gets_the_smallest_level() -> None:
     assert curve.envelope.tolist() == [0.0, 0.0]
 
 
+@pytest.mark.slow
 def test_probability_is_measured_above_chance() -> None:
     # two classes, noise drowns the evidence: the probability falls to 1/2, which keeps nothing
     # above chance (a plain p_t / p_0 ratio would keep more than half and accept any level)
@@ -165,6 +165,7 @@ def trained() -> nn.Module:
     return model.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("statistic", ["probability", "margin"])
 def test_trained_vit_has_a_monotone_curve_through_the_tolerance(
     trained: nn.Module, statistic: Any
@@ -180,6 +181,7 @@ def test_trained_vit_has_a_monotone_curve_through_the_tolerance(
     assert alpha == DEFAULT_LEVELS[crossing - 1]
 
 
+@pytest.mark.slow
 def test_stronger_evidence_tolerates_more_noise(trained: nn.Module) -> None:
     weak, labels = _colour_task(12, 1000, strength=0.3)
     strong, _ = _colour_task(12, 1000, strength=1.0)
@@ -199,6 +201,7 @@ def _assert_same_curve(first: SensitivityCurve, second: SensitivityCurve) -> Non
     assert torch.equal(first.used, second.used)
 
 
+@pytest.mark.slow
 def test_same_seed_same_curve_other_seed_other_draws(trained: nn.Module) -> None:
     images, labels = _colour_task(6, 7, strength=0.3)
     _, first = calibrate_noise_alpha(trained, images, labels, seed=5)
@@ -209,6 +212,7 @@ def test_same_seed_same_curve_other_seed_other_draws(trained: nn.Module) -> None
     assert not torch.equal(first.per_image, other.per_image)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_batch_size", [1, 7, 1000])
 def test_independent_of_the_batch_size(trained: nn.Module, max_batch_size: int) -> None:
     images, labels = _colour_task(4, 8, strength=0.3)
@@ -303,6 +307,7 @@ def test_a_model_confident_in_none_of_the_targets_warns_and_gets_the_smallest_le
 # --- safety: grad modes, module modes, parameters, RNG --------------------------------------------
 
 
+@pytest.mark.slow
 def test_works_under_no_grad_and_inference_mode_and_returns_ordinary_tensors(
     trained: nn.Module,
 ) -> None:
@@ -318,6 +323,7 @@ def test_works_under_no_grad_and_inference_mode_and_returns_ordinary_tensors(
         assert not any(tensor.is_inference() for tensor in tensors)
 
 
+@pytest.mark.slow
 def test_leaves_modes_parameters_grads_and_rng_as_they_were() -> None:
     torch.manual_seed(0)
     model = tiny_vit(img_size=16, num_classes=3, depth=1, drop_rate=0.5).eval()
@@ -327,12 +333,12 @@ def test_leaves_modes_parameters_grads_and_rng_as_they_were() -> None:
     model.train()
     model.blocks[0].eval()
     parameters = {name: p.detach().clone() for name, p in model.named_parameters()}
-    before, rng = _snapshot(model), torch.get_rng_state()
+    before, rng = ModelState.capture(model), torch.get_rng_state()
 
     _, first = calibrate_noise_alpha(model, images, predicted)
 
     assert torch.equal(torch.get_rng_state(), rng)
-    assert _snapshot(model) == before
+    assert before.differences(ModelState.capture(model)) == []
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(p, parameters[name]) for name, p in model.named_parameters())
     assert first.num_used == 3

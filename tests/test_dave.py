@@ -31,9 +31,7 @@ from dave_lightning.transforms import (
     slot_seed,
     warp,
 )
-from tests.conftest import tiny_vit
-from tests.test_aggregation import _reference_robust_mean
-from tests.test_effective import _snapshot
+from tests.helpers import ModelState, reference_robust_mean, tiny_vit
 
 DOUBLE = torch.float64
 
@@ -85,11 +83,12 @@ def _slow_dave(
                 (grad,) = torch.autograd.grad(model(z)[0, int(targets[b])], x)
             maps.append((grad * images[b : b + 1])[0])
         stacked = torch.stack(maps).numpy()
-        combined = _reference_robust_mean(stacked) if robust else stacked.mean(axis=0)
+        combined = reference_robust_mean(stacked) if robust else stacked.mean(axis=0)
         out.append(torch.from_numpy(combined).sum(dim=0))
     return torch.stack(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aggregation", ["robust", "mean"])
 def test_matches_a_slow_one_slot_at_a_time_reference(
     model: nn.Module, images: torch.Tensor, aggregation: str
@@ -137,6 +136,7 @@ def test_bitwise_reproducible_for_a_seed_and_seed_sensitive(
     assert not torch.allclose(first, DAVE(model, num_samples=5, seed=8).attribute(images, TARGETS))
 
 
+@pytest.mark.slow
 def test_the_batched_keyed_noise_of_accelerators_keeps_every_guarantee(
     monkeypatch: pytest.MonkeyPatch, model: nn.Module, images: torch.Tensor
 ) -> None:
@@ -156,6 +156,7 @@ def test_the_batched_keyed_noise_of_accelerators_keeps_every_guarantee(
         torch.testing.assert_close(dave.attribute(images, TARGETS), reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aggregation", ["robust", "mean"])
 def test_any_batch_size_or_memory_budget_gives_the_same_maps(
     model: nn.Module, images: torch.Tensor, aggregation: Any
@@ -184,6 +185,7 @@ def test_image_ids_key_the_randomness_not_the_batch_position(
     assert not torch.allclose(dave.attribute(images[1:], TARGETS[1:]), full[1:])
 
 
+@pytest.mark.slow
 def test_several_targets_share_passes_and_equal_single_targets(
     model: nn.Module, images: torch.Tensor
 ) -> None:
@@ -196,6 +198,7 @@ def test_several_targets_share_passes_and_equal_single_targets(
     assert dave.attribute(images, 2).shape == (3, 16, 16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aggregation", ["robust", "mean"])
 def test_samples_of_all_images_and_targets_are_stacked_into_full_passes(
     model: nn.Module, images: torch.Tensor, aggregation: Any
@@ -241,19 +244,24 @@ def test_leaves_model_grads_modes_and_rng_as_they_were(
     model.head.weight.grad = torch.ones_like(model.head.weight)
     model.patch_embed.proj.weight.requires_grad_(False)
     parameters = {name: p.detach().clone() for name, p in model.named_parameters()}
-    before = _snapshot(model)
+    before = ModelState.capture(model)
     rng = torch.get_rng_state()
 
     maps = DAVE(model, num_samples=3).attribute(images, TARGETS)
 
     assert torch.equal(torch.get_rng_state(), rng)
-    assert _snapshot(model) == before
+    assert before.differences(ModelState.capture(model)) == []
     assert torch.equal(model.head.weight.grad, torch.ones_like(model.head.weight))
     assert all(p.grad is None for name, p in model.named_parameters() if name != "head.weight")
     assert not model.patch_embed.proj.weight.requires_grad
     assert all(torch.equal(p, parameters[name]) for name, p in model.named_parameters())
     model.eval()
     torch.testing.assert_close(maps, DAVE(model, num_samples=3).attribute(images, TARGETS))
+
+
+def _wrapper_state(wrapper: nn.Module) -> ModelState:
+    """The wrapper's state but for the attributes the test below changes on purpose."""
+    return ModelState.capture(wrapper, ignore_attributes=("explode", "calls", "num_classes"))
 
 
 class _Wrapper(nn.Module):
@@ -277,7 +285,7 @@ def test_nothing_is_left_after_a_bad_target_or_a_failing_model(
 ) -> None:
     wrapper = _Wrapper(model)
     wrapper.train()
-    before = _snapshot(wrapper)
+    before = _wrapper_state(wrapper)
     dave = DAVE(wrapper, num_samples=2)
     model.num_classes = 0  # hide the class count: the range is checked on the first logits
     with pytest.raises(
@@ -285,11 +293,11 @@ def test_nothing_is_left_after_a_bad_target_or_a_failing_model(
         match=r"`target`: expected class indices in \[0, 4\), received indices from 0 to 9",
     ):
         dave.attribute(images, torch.tensor([0, 9, 1]))
-    assert _snapshot(wrapper) == before
+    assert before.differences(_wrapper_state(wrapper)) == []
     wrapper.explode = True
     with pytest.raises(RuntimeError, match="model exploded"):
         dave.attribute(images, TARGETS)
-    assert _snapshot(wrapper) == before
+    assert before.differences(_wrapper_state(wrapper)) == []
 
 
 def test_nan_images_are_rejected_before_any_pass(model: nn.Module, images: torch.Tensor) -> None:
@@ -411,6 +419,7 @@ def test_default_noise_alpha_follows_the_paper(name: str, expected: float) -> No
     assert DAVE(nn.Sequential(model)).noise_alpha == expected
 
 
+@pytest.mark.slow
 def test_attribution_is_float32_under_an_outer_autocast_and_autocast_is_opt_in() -> None:
     torch.manual_seed(0)
     model = tiny_vit(img_size=16, num_classes=4).eval()
@@ -426,6 +435,7 @@ def test_attribution_is_float32_under_an_outer_autocast_and_autocast_is_opt_in()
     assert float(np.corrcoef(low.flatten().numpy(), expected.flatten().numpy())[0, 1]) > 0.9
 
 
+@pytest.mark.slow
 def test_inference_mode_targets_and_outputs_are_ordinary_tensors(
     model: nn.Module, images: torch.Tensor
 ) -> None:
@@ -461,6 +471,7 @@ def _predicted(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images).argmax(dim=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tolerance", [0.5, 1.0])
 def test_auto_attributes_with_the_calibrated_level(
     model: nn.Module, images: torch.Tensor, tolerance: float
@@ -499,6 +510,7 @@ def test_auto_is_reproducible_for_the_same_images_and_seed(
     assert first.noise_alpha == second.noise_alpha
 
 
+@pytest.mark.slow
 def test_auto_calibrates_on_each_call_until_calibrate_fixes_the_level(
     model: nn.Module, images: torch.Tensor
 ) -> None:
@@ -524,12 +536,14 @@ def test_auto_calibrates_on_each_call_until_calibrate_fixes_the_level(
     assert dave.calibrate(images, targets, image_ids=[5, 6, 7]) == alpha  # deterministic
 
 
+@pytest.mark.slow
 def test_calibrate_sets_the_level_of_any_dave(model: nn.Module, images: torch.Tensor) -> None:
     dave = DAVE(model, num_samples=2, noise_alpha=0.3, calibration_options={"tolerance": 1.0})
     assert dave.calibrate(images, _predicted(model, images)) == DEFAULT_LEVELS[-1]
     assert dave.noise_alpha == DEFAULT_LEVELS[-1]
 
 
+@pytest.mark.slow
 def test_use_calibration_fixes_the_level_of_a_curve_measured_elsewhere(
     model: nn.Module, images: torch.Tensor
 ) -> None:
@@ -549,6 +563,7 @@ def test_use_calibration_fixes_the_level_of_a_curve_measured_elsewhere(
         dave.use_calibration(0.5)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_auto_works_under_inference_mode(model: nn.Module, images: torch.Tensor) -> None:
     targets = _predicted(model, images)
     expected = DAVE(model, num_samples=3, noise_alpha="auto").attribute(images, targets)

@@ -16,8 +16,7 @@ from timm.models.vision_transformer import ParallelScalingBlock, ResPostBlock, V
 from torch import nn
 
 from dave_lightning import UnsupportedModelError, effective_mode
-from tests.conftest import tiny_vit
-from tests.dtype_conversions import DtypeConversions
+from tests.helpers import DtypeConversions, ModelState, tiny_vit
 
 DOUBLE = torch.float64
 
@@ -134,12 +133,7 @@ def test_completeness_with_attention_masks(fused: bool, mask_kind: str) -> None:
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
 def test_completeness_distilled_deit(fused: bool) -> None:
     torch.manual_seed(0)
-    model = VisionTransformerDistilled(
-        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=4
-    )
-    for module in model.modules():
-        if hasattr(module, "fused_attn"):
-            module.fused_attn = fused
+    model = tiny_vit(architecture=VisionTransformerDistilled, num_classes=4, fused=fused)
     model = _zero_affine_offsets(model).double().eval()
     assert _completeness_error(model, torch.randn(2, 3, 32, 32, dtype=DOUBLE)) < 1e-10
 
@@ -228,21 +222,6 @@ def test_forward_values_are_unchanged(fused: bool) -> None:
     assert torch.equal(inside, model(x))
 
 
-def _snapshot(model: nn.Module) -> dict[str, Any]:
-    return {
-        name: (
-            "forward" in module.__dict__,
-            dict(module._forward_hooks),
-            dict(module._forward_pre_hooks),
-            dict(module._backward_hooks),
-            module.training,
-            getattr(module, "fused_attn", None),
-            type(module),
-        )
-        for name, module in model.named_modules()
-    }
-
-
 def _ordinary_gradient(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     leaf = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(model(leaf)[:, 0].sum(), leaf)
@@ -253,16 +232,16 @@ def test_nothing_is_left_after_exit_and_after_the_body_raises() -> None:
     torch.manual_seed(0)
     model = tiny_vit(qk_norm=True).eval()
     x = torch.randn(2, 3, 32, 32)
-    before, gradient_before = _snapshot(model), _ordinary_gradient(model, x)
+    before, gradient_before = ModelState.capture(model), _ordinary_gradient(model, x)
     state = {k: v.clone() for k, v in model.state_dict().items()}
 
     with effective_mode(model):
-        assert _snapshot(model) != before
-    assert _snapshot(model) == before
+        assert before.differences(ModelState.capture(model))
+    assert before.differences(ModelState.capture(model)) == []
 
     with pytest.raises(RuntimeError, match="boom"), effective_mode(model):
         raise RuntimeError("boom")
-    assert _snapshot(model) == before
+    assert before.differences(ModelState.capture(model)) == []
     assert torch.equal(_ordinary_gradient(model, x), gradient_before)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
 
@@ -339,12 +318,12 @@ UNSUPPORTED: dict[str, tuple[Callable[[], nn.Module], str]] = {
 def test_unsupported_models_raise_and_stay_untouched(name: str) -> None:
     build, pattern = UNSUPPORTED[name]
     model = build()
-    before = _snapshot(model)
+    before = ModelState.capture(model)
     with pytest.raises(UnsupportedModelError, match=pattern) as caught, effective_mode(model):
         pass
     assert "Supported:" in str(caught.value)
     assert "nn.LayerNorm, timm.LayerNorm" in str(caught.value)
-    assert _snapshot(model) == before
+    assert before.differences(ModelState.capture(model)) == []
 
 
 def test_user_vouched_affine_modules_and_ignored_members_are_accepted() -> None:

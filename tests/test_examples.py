@@ -18,6 +18,8 @@ from torchvision import transforms
 from dave_lightning.data import IMAGENET_MEAN, IMAGENET_STD
 from dave_lightning.demo import ImageClassifier
 
+pytestmark = pytest.mark.slow  # every test runs an example script in a fresh interpreter
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -45,7 +47,6 @@ TINY_FIT = [
 ]
 
 
-@pytest.mark.slow
 def test_finetune_on_the_embedded_data_from_the_yaml(tmp_path: Path) -> None:
     result = _run(
         "finetune_timm_vit.py",
@@ -63,7 +64,6 @@ def test_finetune_on_the_embedded_data_from_the_yaml(tmp_path: Path) -> None:
     assert list((tmp_path / "runs" / "finetune").rglob("events.out.tfevents.*"))
 
 
-@pytest.mark.slow
 def test_finetune_on_an_image_folder(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for split in ("train", "val"):

@@ -15,7 +15,7 @@ from dave_lightning._frozen_ops import (
     gelu_gate,
     value_only_qkv,
 )
-from tests.dtype_conversions import DtypeConversions
+from tests.helpers import DtypeConversions
 
 DOUBLE = torch.float64
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dave_lightning import available_attributors, effective_mode, get_attributor
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
 
 FEW_PASSES: dict[str, dict[str, Any]] = {
     "dave": {"num_samples": 3, "noise_alpha": 0.2},

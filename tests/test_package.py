@@ -11,6 +11,7 @@ import pytest
 import dave_lightning
 
 
+@pytest.mark.slow
 def test_core_does_not_import_lightning_or_the_metrics() -> None:
     code = (
         "import sys, dave_lightning, dave_lightning.dave, dave_lightning.effective;"
@@ -24,6 +25,7 @@ def test_core_does_not_import_lightning_or_the_metrics() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_metrics_import_neither_timm_nor_lightning() -> None:
     code = (
         "import sys, dave_lightning.metrics, dave_lightning.metrics.functional;"
@@ -46,6 +48,7 @@ def test_public_names_resolve() -> None:
         _ = dave_lightning.nope
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("dave-lightning") is None, reason="console script not installed")
 def test_console_script_exists() -> None:
     result = subprocess.run(

@@ -9,100 +9,43 @@ import torch
 
 from dave_lightning import BadInputError, LocalTransformDistribution
 from dave_lightning.transforms import (
-    TransformParams,
     add_noise,
     noise_levels,
     slot_noise,
     slot_seed,
     warp,
 )
+from tests.helpers import WARP_CASES, reference_warp_weights, warp_params
 
 DOUBLE = torch.float64
 
 
-def _params(
-    flip: bool = False,
-    angle: float = 0.0,
-    shift: tuple[float, float] = (0.0, 0.0),
-    scale: float = 1.0,
-) -> TransformParams:
-    return TransformParams(
-        flip=torch.tensor([flip]),
-        angle=torch.tensor([angle], dtype=DOUBLE),
-        shift=torch.tensor([shift], dtype=DOUBLE),
-        scale=torch.tensor([scale], dtype=DOUBLE),
-    )
-
-
-def _reference_weights(params: TransformParams, height: int, width: int) -> torch.Tensor:
-    """Explicit bilinear weights W[out_pixel, in_pixel] of the warp, built pixel by pixel.
-
-    The forward content map is p_out = s · R · Flip · p_in + t in pixel offsets from the centre,
-    with R the counter-clockwise rotation in an image frame whose y axis points down.
-    """
-    theta = math.radians(float(params.angle[0]))
-    rotation = torch.tensor(
-        [[math.cos(theta), math.sin(theta)], [-math.sin(theta), math.cos(theta)]], dtype=DOUBLE
-    )
-    flip = torch.diag(torch.tensor([-1.0 if bool(params.flip[0]) else 1.0, 1.0], dtype=DOUBLE))
-    forward = float(params.scale[0]) * rotation @ flip
-    inverse = torch.linalg.inv(forward)
-    shift = torch.tensor(
-        [float(params.shift[0, 0]) * width, float(params.shift[0, 1]) * height], dtype=DOUBLE
-    )
-    weights = torch.zeros(height * width, height * width, dtype=DOUBLE)
-    for row in range(height):
-        for col in range(width):
-            out = torch.tensor([col + 0.5 - width / 2, row + 0.5 - height / 2], dtype=DOUBLE)
-            source = inverse @ (out - shift)
-            x = float(source[0]) + width / 2 - 0.5
-            y = float(source[1]) + height / 2 - 0.5
-            x0, y0 = math.floor(x), math.floor(y)
-            for dy in (0, 1):
-                for dx in (0, 1):
-                    xi, yi = x0 + dx, y0 + dy
-                    weight = (1 - abs(x - xi)) * (1 - abs(y - yi))
-                    if 0 <= xi < width and 0 <= yi < height and weight > 0:
-                        weights[row * width + col, yi * width + xi] += weight
-    return weights
-
-
-CASES = {
-    "identity": _params(),
-    "flip": _params(flip=True),
-    "rotate": _params(angle=17.0),
-    "shift": _params(shift=(0.1, -0.07)),
-    "scale-down": _params(scale=0.9),
-    "everything": _params(flip=True, angle=-13.0, shift=(-0.08, 0.05), scale=1.07),
-}
-
-
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", list(WARP_CASES))
 @pytest.mark.parametrize(("height", "width"), [(8, 8), (6, 10)])
 def test_warp_matches_the_explicit_bilinear_reference(name: str, height: int, width: int) -> None:
-    params = CASES[name]
+    params = WARP_CASES[name]
     image = torch.randn(1, 2, height, width, dtype=DOUBLE)
-    weights = _reference_weights(params, height, width)
+    weights = reference_warp_weights(params, height, width)
     expected = (weights @ image.reshape(2, -1).T).T.reshape(1, 2, height, width)
     torch.testing.assert_close(warp(image, params), expected)
 
 
 def test_autograd_applies_the_adjoint_warp() -> None:
     """The gradient w.r.t. the un-warped input brings output evidence back to the input frame."""
-    params = CASES["everything"]
+    params = WARP_CASES["everything"]
     image = torch.randn(1, 1, 6, 10, dtype=DOUBLE, requires_grad=True)
     upstream = torch.randn(1, 1, 6, 10, dtype=DOUBLE)
     (grad,) = torch.autograd.grad((warp(image, params) * upstream).sum(), image)
-    expected = _reference_weights(params, 6, 10).T @ upstream.reshape(-1)
+    expected = reference_warp_weights(params, 6, 10).T @ upstream.reshape(-1)
     torch.testing.assert_close(grad.reshape(-1), expected)
 
 
 def test_directions_counter_clockwise_rotation_and_positive_shift() -> None:
     image = torch.zeros(1, 1, 9, 9, dtype=DOUBLE)
     image[0, 0, 4, 7] = 1.0  # right of the centre pixel (4, 4)
-    rotated = warp(image, _params(angle=90.0))[0, 0]
+    rotated = warp(image, warp_params(angle=90.0))[0, 0]
     assert divmod(int(rotated.argmax()), 9) == (1, 4)  # now above the centre
-    shifted = warp(image, _params(shift=(-3 / 9, 2 / 9)))[0, 0]
+    shifted = warp(image, warp_params(shift=(-3 / 9, 2 / 9)))[0, 0]
     assert divmod(int(shifted.argmax()), 9) == (6, 4)  # 3 px left, 2 px down
 
 

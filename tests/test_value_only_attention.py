@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from dave_lightning import _value_only_attention
 from dave_lightning._value_only_attention import ValueOnlyAttentionMode, value_only_attention
 from dave_lightning.effective import effective_mode
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
 
 DOUBLE = torch.float64
 BATCH, HEADS, QUERIES, KEYS, WIDTH = 3, 2, 5, 7, 4

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from baseline_helpers import random_images, randomise_embeddings, vit
 from torch import Tensor, nn
 
 from dave_lightning import DAVE, effective_mode
 from dave_lightning.baselines import EffectiveInputXGradient, InputXGradient
 from dave_lightning.errors import UnsupportedModelError
+from tests.baselines.helpers import random_images, randomise_embeddings
+from tests.helpers import tiny_vit
 
 
 @pytest.fixture
 def model() -> nn.Module:
-    return randomise_embeddings(vit(dtype=torch.float64)).eval()
+    return randomise_embeddings(tiny_vit(seed=0, dtype=torch.float64)).eval()
 
 
 @pytest.fixture
@@ -68,7 +69,9 @@ def test_equals_dave_with_one_sample_no_transformation_no_noise(
 
 
 def test_completeness_on_a_bias_free_model() -> None:
-    model = vit(dtype=torch.float64, class_token=False, global_pool="avg", no_embed_class=True)
+    model = tiny_vit(
+        seed=0, dtype=torch.float64, class_token=False, global_pool="avg", no_embed_class=True
+    )
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if not name.endswith("weight"):

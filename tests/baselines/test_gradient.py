@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from baseline_helpers import randomise_embeddings, vit
 from torch import Tensor, nn
 
 from dave_lightning.baselines import Gradient, InputXGradient
+from tests.baselines.helpers import randomise_embeddings
+from tests.helpers import tiny_vit
 
 
 def direct_gradients(model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
@@ -25,7 +26,7 @@ def direct_gradients(model: nn.Module, images: Tensor, targets: Tensor) -> Tenso
 
 @pytest.fixture
 def model() -> nn.Module:
-    return randomise_embeddings(vit(dtype=torch.float64)).eval()
+    return randomise_embeddings(tiny_vit(seed=0, dtype=torch.float64)).eval()
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from baseline_helpers import randomise_embeddings, vit
 from torch import Tensor, nn
 
 from dave_lightning.baselines import INTEGRATION_METHODS, IntegratedGradients
 from dave_lightning.errors import BadInputError
+from tests.baselines.helpers import randomise_embeddings
+from tests.helpers import tiny_vit
 
 
 def nodes_and_weights(method: str, steps: int) -> tuple[list[float], list[float]]:
@@ -35,7 +36,7 @@ def riemann_ig(
 
 @pytest.fixture
 def model() -> nn.Module:
-    return randomise_embeddings(vit(dtype=torch.float64)).eval()
+    return randomise_embeddings(tiny_vit(seed=0, dtype=torch.float64)).eval()
 
 
 @pytest.fixture

@@ -6,17 +6,18 @@ import warnings
 
 import pytest
 import torch
-from baseline_helpers import FAST_OPTIONS, randomise_embeddings, vit
 from torch import Tensor, nn
 
 from dave_lightning.registry import get_attributor
+from tests.baselines.helpers import FAST_OPTIONS, randomise_embeddings
+from tests.helpers import tiny_vit
 
 CHANNEL_FREE = {"legrad", "random"}
 
 
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
-    return randomise_embeddings(vit()).eval()
+    return randomise_embeddings(tiny_vit(seed=0)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_no_warning_in_any_grad_mode(
 def test_a_fully_frozen_model_gives_the_same_maps(
     name: str, model: nn.Module, images: Tensor
 ) -> None:
-    frozen = randomise_embeddings(vit()).eval().requires_grad_(False)
+    frozen = randomise_embeddings(tiny_vit(seed=0)).eval().requires_grad_(False)
     maps = get_attributor(name, frozen, **FAST_OPTIONS[name]).attribute(images, 3)
     torch.testing.assert_close(
         maps, get_attributor(name, model, **FAST_OPTIONS[name]).attribute(images, 3)

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from baseline_helpers import ModelState, random_images, randomise_embeddings, vit
 from timm.layers import Attention
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import ParallelScalingBlock, VisionTransformer
@@ -15,6 +14,8 @@ from torch import Tensor, nn
 
 from dave_lightning.baselines import LeGrad
 from dave_lightning.errors import BadInputError, UnsupportedModelError
+from tests.baselines.helpers import random_images, randomise_embeddings
+from tests.helpers import ModelState, tiny_vit
 
 
 def layer_norm(module: nn.Module, x: Tensor) -> Tensor:
@@ -82,7 +83,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_equals_the_explicit_computation(config: str) -> None:
-    model = randomise_embeddings(vit(dtype=torch.float64, **CONFIGS[config])).eval()
+    model = randomise_embeddings(tiny_vit(seed=0, dtype=torch.float64, **CONFIGS[config])).eval()
     height, width = model.patch_embed.img_size
     images = random_images(2, 3, height, width, dtype=torch.float64)
     target = torch.tensor([1, 4])
@@ -104,7 +105,7 @@ def explicit_forward(model: VisionTransformer, images: Tensor) -> Tensor:
 
 
 def test_several_targets_and_batch_splits_agree() -> None:
-    model = randomise_embeddings(vit(dtype=torch.float64)).eval()
+    model = randomise_embeddings(tiny_vit(seed=0, dtype=torch.float64)).eval()
     images = random_images(3, 3, 32, 32, dtype=torch.float64)
     targets = torch.tensor([[0, 2], [1, 1], [4, 3]])
     maps = LeGrad(model, max_batch_size=2).attribute(images, targets)
@@ -118,7 +119,7 @@ def test_several_targets_and_batch_splits_agree() -> None:
 
 
 def test_fused_attention_models_give_the_same_maps_and_keep_their_flags() -> None:
-    model = randomise_embeddings(vit(dtype=torch.float64)).eval()
+    model = randomise_embeddings(tiny_vit(seed=0, dtype=torch.float64)).eval()
     images = random_images(2, 3, 32, 32, dtype=torch.float64)
     unfused = LeGrad(model).attribute(images, 3)
     for module in model.modules():
@@ -131,7 +132,7 @@ def test_fused_attention_models_give_the_same_maps_and_keep_their_flags() -> Non
 
 
 def test_dynamic_padding_upsamples_the_padded_frame_then_crops() -> None:
-    model = vit(dynamic_img_size=True, dynamic_img_pad=True).eval()
+    model = tiny_vit(seed=0, dynamic_img_size=True, dynamic_img_pad=True).eval()
     images = random_images(1, 3, 36, 28)
     padded = F.pad(images, (0, 4, 0, 4))  # what timm does: zeros at the bottom and right
     maps = LeGrad(model).attribute(images, 2)
@@ -140,7 +141,7 @@ def test_dynamic_padding_upsamples_the_padded_frame_then_crops() -> None:
 
 
 def test_min_max_scales_each_map_to_the_unit_interval() -> None:
-    model = randomise_embeddings(vit()).eval()
+    model = randomise_embeddings(tiny_vit(seed=0)).eval()
     images = random_images(2, 3, 32, 32)
     raw = LeGrad(model).attribute(images, torch.tensor([[0, 1], [2, 3]]))
     scaled = LeGrad(model, min_max=True).attribute(images, torch.tensor([[0, 1], [2, 3]]))
@@ -150,7 +151,7 @@ def test_min_max_scales_each_map_to_the_unit_interval() -> None:
 
 
 def test_gradient_checkpointing_is_paused_and_restored() -> None:
-    model = randomise_embeddings(vit()).eval()
+    model = randomise_embeddings(tiny_vit(seed=0)).eval()
     images = random_images(2, 3, 32, 32)
     expected = LeGrad(model).attribute(images, 1)
     model.set_grad_checkpointing(True)
@@ -159,9 +160,7 @@ def test_gradient_checkpointing_is_paused_and_restored() -> None:
 
 
 def test_distilled_deit_uses_both_heads() -> None:
-    model = VisionTransformerDistilled(
-        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5
-    )
+    model = tiny_vit(architecture=VisionTransformerDistilled)
     model = randomise_embeddings(model).double().eval()
     images = random_images(2, 3, 32, 32, seed=3, dtype=torch.float64)
     target = torch.tensor([0, 4])
@@ -196,7 +195,7 @@ class Wrapper(nn.Module):
 
 
 def test_a_module_holding_the_vit_is_explained_through_it() -> None:
-    model = randomise_embeddings(vit()).eval()
+    model = randomise_embeddings(tiny_vit(seed=0)).eval()
     images = random_images(2, 3, 32, 32)
     torch.testing.assert_close(
         LeGrad(Wrapper(model)).attribute(images, 1), LeGrad(model).attribute(images, 1)
@@ -218,7 +217,7 @@ class SkipsAttnDrop(Attention):
 
 
 def skipping_model() -> nn.Module:
-    model = vit()
+    model = tiny_vit(seed=0)
     attention = SkipsAttnDrop(32, num_heads=2, qkv_bias=True)
     attention.load_state_dict(model.blocks[0].attn.state_dict())
     model.blocks[0].attn = attention
@@ -229,9 +228,9 @@ def skipping_model() -> nn.Module:
     ("build", "match"),
     [
         (lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 5)), "holds 0"),
-        (lambda: nn.ModuleList([vit(), vit()]), "holds 2"),
-        (lambda: vit(global_pool="map"), "attention pooling"),
-        (lambda: vit(block_fn=ParallelScalingBlock), "block 0 .ParallelScalingBlock."),
+        (lambda: nn.ModuleList([tiny_vit(seed=0), tiny_vit(seed=0)]), "holds 2"),
+        (lambda: tiny_vit(seed=0, global_pool="map"), "attention pooling"),
+        (lambda: tiny_vit(seed=0, block_fn=ParallelScalingBlock), "block 0 .ParallelScalingBlock."),
     ],
 )
 def test_unsupported_models_are_refused_at_construction(build: Any, match: str) -> None:
@@ -243,7 +242,7 @@ def test_unsupported_models_are_refused_at_construction(build: Any, match: str) 
     ("build", "match"),
     [
         (skipping_model, "block 0 produced 0 attention maps"),
-        (lambda: Wrapper(vit(), factor=2.0), "is not its ViT's forward_head"),
+        (lambda: Wrapper(tiny_vit(seed=0), factor=2.0), "is not its ViT's forward_head"),
     ],
 )
 def test_models_legrad_cannot_follow_are_refused_at_the_call(build: Any, match: str) -> None:
@@ -257,4 +256,4 @@ def test_models_legrad_cannot_follow_are_refused_at_the_call(build: Any, match: 
 
 def test_bad_options_are_named() -> None:
     with pytest.raises(BadInputError, match="`min_max`: expected a bool"):
-        LeGrad(vit(), min_max=1)
+        LeGrad(tiny_vit(seed=0), min_max=1)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from baseline_helpers import random_images, vit
 
 from dave_lightning.baselines import RandomAttributor
 from dave_lightning.errors import BadInputError
+from tests.baselines.helpers import random_images
+from tests.helpers import tiny_vit
 
 
 def test_keyed_by_seed_image_id_and_class() -> None:
     images = random_images(3, 3, 32, 32)
-    attributor = RandomAttributor(vit(), seed=7)
+    attributor = RandomAttributor(tiny_vit(seed=0), seed=7)
     maps = attributor.attribute(images, torch.tensor([[0, 1], [0, 1], [2, 1]]), image_ids=[5, 6, 7])
     assert maps.shape == (3, 2, 32, 32)
     assert torch.equal(
@@ -23,14 +24,14 @@ def test_keyed_by_seed_image_id_and_class() -> None:
     assert torch.equal(maps[1, 0], attributor.attribute(-images[:1], 0, image_ids=[6])[0])
     assert not torch.equal(maps[0, 0], maps[1, 0])  # image ids differ
     assert not torch.equal(maps[0, 0], maps[0, 1])  # classes differ
-    other = RandomAttributor(vit(), seed=8).attribute(
+    other = RandomAttributor(tiny_vit(seed=0), seed=8).attribute(
         images, torch.tensor([[0, 1], [0, 1], [2, 1]]), image_ids=[5, 6, 7]
     )
     assert not torch.equal(maps, other)
 
 
 def test_the_model_is_not_run_and_the_dtype_and_channels_follow_the_request() -> None:
-    model = vit()
+    model = tiny_vit(seed=0)
     calls: list[int] = []
     handle = model.register_forward_pre_hook(lambda module, args: calls.append(1))
     try:
@@ -48,7 +49,7 @@ def test_the_model_is_not_run_and_the_dtype_and_channels_follow_the_request() ->
     ("distribution", "low", "high"), [("uniform", 0.0, 1.0), ("normal", -6.0, 6.0)]
 )
 def test_distributions(distribution: str, low: float, high: float) -> None:
-    maps = RandomAttributor(vit(), distribution=distribution).attribute(
+    maps = RandomAttributor(tiny_vit(seed=0), distribution=distribution).attribute(
         random_images(4, 3, 32, 32), 0
     )
     assert low <= float(maps.min())
@@ -63,4 +64,4 @@ def test_distributions(distribution: str, low: float, high: float) -> None:
 )
 def test_bad_options_are_named(options: dict, match: str) -> None:
     with pytest.raises(BadInputError, match=match):
-        RandomAttributor(vit(), **options)
+        RandomAttributor(tiny_vit(seed=0), **options)

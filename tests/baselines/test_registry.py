@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 import torch
-from baseline_helpers import random_images, vit
 from torch import nn
 
 import dave_lightning.registry as registry
@@ -23,6 +22,8 @@ from dave_lightning.baselines import (
 )
 from dave_lightning.errors import BadInputError, ConfigurationError, UnsupportedModelError
 from dave_lightning.registry import available_attributors, get_attributor, register_attributor
+from tests.baselines.helpers import random_images
+from tests.helpers import tiny_vit
 
 BUILT_IN = {
     "dave": DAVE,
@@ -43,7 +44,7 @@ def _private_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_built_in_name_builds_its_class() -> None:
     assert available_attributors()[: len(BUILT_IN)] == tuple(BUILT_IN)
-    model = vit()
+    model = tiny_vit(seed=0)
     for name, cls in BUILT_IN.items():
         attributor = get_attributor(name, model)
         assert type(attributor) is cls
@@ -51,7 +52,7 @@ def test_every_built_in_name_builds_its_class() -> None:
 
 
 def test_options_reach_the_method() -> None:
-    model = vit()
+    model = tiny_vit(seed=0)
     assert get_attributor("dave", model, num_samples=3).num_samples == 3
     smoothgrad = get_attributor("smoothgrad", model, nt_samples=2, stdevs=0.5, max_batch_size=8)
     assert (smoothgrad.nt_samples, smoothgrad.stdevs, smoothgrad.max_batch_size) == (2, 0.5, 8)
@@ -69,11 +70,11 @@ def test_options_reach_the_method() -> None:
 def test_an_unknown_name_lists_the_available_ones() -> None:
     hint = r"unknown attributor 'smooth_grad' \(did you mean 'smoothgrad'\?\)"
     with pytest.raises(ConfigurationError, match=hint) as info:
-        get_attributor("smooth_grad", vit())
+        get_attributor("smooth_grad", tiny_vit(seed=0))
     for name in BUILT_IN:
         assert repr(name) in str(info.value)
     with pytest.raises(BadInputError, match="unknown attributor 3; available: 'dave'"):
-        get_attributor(3, vit())  # type: ignore[arg-type]
+        get_attributor(3, tiny_vit(seed=0))  # type: ignore[arg-type]
 
 
 def test_a_far_name_gets_no_suggestion() -> None:
@@ -81,7 +82,7 @@ def test_a_far_name_gets_no_suggestion() -> None:
     with pytest.raises(
         ConfigurationError, match=r"unknown attributor 'gradcam'; available"
     ) as info:
-        get_attributor("gradcam", vit())
+        get_attributor("gradcam", tiny_vit(seed=0))
     assert "did you mean" not in str(info.value)
 
 
@@ -105,14 +106,14 @@ def test_a_far_name_gets_no_suggestion() -> None:
         ),
         (
             "dave",
-            {"model": vit()},
+            {"model": tiny_vit(seed=0)},
             r"`dave`: multiple values for argument 'model'; it takes 'num_samples'",
         ),
     ],
 )
 def test_an_option_the_method_does_not_take_is_named(name: str, options: dict, match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
-        get_attributor(name, vit(), **options)
+        get_attributor(name, tiny_vit(seed=0), **options)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +128,11 @@ def test_an_option_the_method_does_not_take_is_named(name: str, options: dict, m
 def test_bad_values_and_models_fail_at_construction(
     name: str, options: dict, error: type, match: str
 ) -> None:
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 5)) if name == "legrad" else vit()
+    model = (
+        nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 5))
+        if name == "legrad"
+        else tiny_vit(seed=0)
+    )
     with pytest.raises(error, match=match):
         get_attributor(name, model, **options)
 
@@ -148,14 +153,14 @@ class Constant(Attributor):
 def test_users_register_their_own_methods() -> None:
     register_attributor("constant", Constant)
     assert available_attributors()[-1] == "constant"
-    attributor = get_attributor("constant", vit(), value=2.0, max_batch_size=4)
+    attributor = get_attributor("constant", tiny_vit(seed=0), value=2.0, max_batch_size=4)
     assert torch.equal(
         attributor.attribute(random_images(1, 3, 32, 32), 0), torch.full((1, 32, 32), 2.0)
     )
     with pytest.raises(ConfigurationError, match="'constant' is already registered"):
         register_attributor("constant", Gradient)
     register_attributor("constant", Gradient, overwrite=True)
-    assert type(get_attributor("constant", vit())) is Gradient
+    assert type(get_attributor("constant", tiny_vit(seed=0))) is Gradient
 
 
 def test_built_ins_are_protected_unless_overwritten() -> None:
@@ -163,9 +168,9 @@ def test_built_ins_are_protected_unless_overwritten() -> None:
         ConfigurationError, match=r"'gradient' is already registered.*overwrite=True"
     ):
         register_attributor("gradient", Constant)
-    assert type(get_attributor("gradient", vit())) is Gradient
+    assert type(get_attributor("gradient", tiny_vit(seed=0))) is Gradient
     register_attributor("gradient", Constant, overwrite=True)
-    assert type(get_attributor("gradient", vit())) is Constant
+    assert type(get_attributor("gradient", tiny_vit(seed=0))) is Constant
 
 
 @pytest.mark.parametrize(
@@ -187,7 +192,7 @@ def test_a_factory_must_return_an_attributor() -> None:
     with pytest.raises(
         ConfigurationError, match="'broken' returned VisionTransformer, not an Attributor"
     ):
-        get_attributor("broken", vit())
+        get_attributor("broken", tiny_vit(seed=0))
 
 
 def test_a_registration_in_a_test_does_not_leak() -> None:

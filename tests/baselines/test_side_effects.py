@@ -7,11 +7,12 @@ import sys
 
 import pytest
 import torch
-from baseline_helpers import FAST_OPTIONS, ModelState, random_images, randomise_embeddings, vit
 from torch import nn
 
 from dave_lightning.errors import BadInputError
 from dave_lightning.registry import get_attributor
+from tests.baselines.helpers import FAST_OPTIONS, random_images, randomise_embeddings
+from tests.helpers import ModelState, tiny_vit
 
 # every registered method, plus DAVE with noise_alpha="auto" (it calibrates before attributing)
 CASES: dict[str, tuple[str, dict]] = {
@@ -40,7 +41,9 @@ def awkward_model() -> nn.Module:
     and give random maps), one submodule in eval mode, frozen patch embedding, a populated
     ``.grad``, and mixed ``fused_attn`` flags.
     """
-    model = randomise_embeddings(vit(drop_rate=0.3, attn_drop_rate=0.3, proj_drop_rate=0.3))
+    model = randomise_embeddings(
+        tiny_vit(seed=0, drop_rate=0.3, attn_drop_rate=0.3, proj_drop_rate=0.3)
+    )
     model.train()
     model.blocks[1].mlp.eval()
     model.patch_embed.requires_grad_(False)
@@ -152,6 +155,7 @@ def test_a_model_that_raises_in_its_head_leaves_nothing_behind(name: str) -> Non
     assert_untouched(before, model)
 
 
+@pytest.mark.slow
 def test_importing_the_methods_leaves_lightning_and_the_metrics_out() -> None:
     code = (
         "import sys, dave_lightning.registry, dave_lightning.baselines\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from baseline_helpers import randomise_embeddings, vit
 from captum.attr import NoiseTunnel, Saliency
 from torch import Tensor, nn
 
@@ -12,6 +11,8 @@ import dave_lightning.baselines.smoothgrad as smoothgrad_module
 from dave_lightning.baselines import DEFAULT_NOISE_LEVEL, SmoothGrad
 from dave_lightning.errors import BadInputError, ConfigurationError
 from dave_lightning.transforms import slot_noise, slot_seed
+from tests.baselines.helpers import randomise_embeddings
+from tests.helpers import tiny_vit
 
 
 def explicit_smoothgrad(
@@ -37,7 +38,7 @@ def explicit_smoothgrad(
 
 @pytest.fixture
 def model() -> nn.Module:
-    return randomise_embeddings(vit(dtype=torch.float64)).eval()
+    return randomise_embeddings(tiny_vit(seed=0, dtype=torch.float64)).eval()
 
 
 @pytest.fixture

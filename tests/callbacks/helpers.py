@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dave_lightning.baselines.gradient import Gradient
 from dave_lightning.callbacks._probe import select_probe
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
 
 NUM_CLASSES = 5
 

@@ -103,6 +103,7 @@ class _BatchNormModule(TinyClassifier):
         return self.model(self.stem(x))
 
 
+@pytest.mark.slow
 def test_setup_rejects_unsupported_models_and_bad_attributes_before_training(
     tmp_path: Path,
 ) -> None:
@@ -143,6 +144,7 @@ def failing() -> Any:
     _REGISTRY.pop("failing")
 
 
+@pytest.mark.slow
 def test_on_error_warn_counts_logs_and_training_goes_on(tmp_path: Path, failing: Any) -> None:
     monitor = AttributionMonitor(methods=["failing"], **FAST)
     pl.seed_everything(0, verbose=False)
@@ -162,6 +164,7 @@ def test_on_error_warn_counts_logs_and_training_goes_on(tmp_path: Path, failing:
     ]
 
 
+@pytest.mark.slow
 def test_on_error_raise_stops_with_the_cause(tmp_path: Path, failing: Any) -> None:
     monitor = AttributionMonitor(methods=["failing"], on_error="raise", **FAST)
     with pytest.raises(MonitorError, match="out of memory") as caught:
@@ -169,6 +172,7 @@ def test_on_error_raise_stops_with_the_cause(tmp_path: Path, failing: Any) -> No
     assert isinstance(caught.value.__cause__, RuntimeError)
 
 
+@pytest.mark.slow
 def test_nan_maps_are_counted_and_warned_about(tmp_path: Path, failing: Any) -> None:
     failing.mode = "nan"
     try:
@@ -187,6 +191,7 @@ class _DictImages(BoxedImages):
         return {"image": self.images[index], "label": self.labels[index]}
 
 
+@pytest.mark.slow
 def test_dict_batches_without_boxes_warn_once_and_skip_energy(tmp_path: Path) -> None:
     monitor = AttributionMonitor(methods=["gradient"], **FAST)
     val = DataLoader(_DictImages(20, 1), batch_size=8)
@@ -204,6 +209,7 @@ def test_dict_batches_without_boxes_warn_once_and_skip_energy(tmp_path: Path) ->
     assert "explain/gradient/grid_pg" in monitor.history[-1]
 
 
+@pytest.mark.slow
 def test_batch_transform_and_too_few_classes_for_grids(tmp_path: Path) -> None:
     def to_tuple(batch: Any) -> Any:
         images, labels, boxes = batch
@@ -216,6 +222,7 @@ def test_batch_transform_and_too_few_classes_for_grids(tmp_path: Path) -> None:
     assert "explain/gradient/grid_pg" not in monitor.history[-1]
 
 
+@pytest.mark.slow
 def test_a_batch_the_monitor_cannot_read_fails_at_the_sanity_check(tmp_path: Path) -> None:
     monitor = AttributionMonitor(
         methods=["gradient"], batch_transform=lambda batch: batch[0], **FAST
@@ -226,6 +233,7 @@ def test_a_batch_the_monitor_cannot_read_fails_at_the_sanity_check(tmp_path: Pat
     assert model.seen == []  # no training step was spent
 
 
+@pytest.mark.slow
 def test_resume_from_a_checkpoint_keeps_the_probe_set(tmp_path: Path) -> None:
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
     first = AttributionMonitor(methods=["gradient"], **FAST)
@@ -251,6 +259,7 @@ def _probe_calls(spy: type[Spy]) -> list[dict[str, Any]]:
     return [call for call in spy.calls if min(call["ids"]) >= 0]  # grids have negative ids
 
 
+@pytest.mark.slow
 def test_pred_targets_and_opt_in_autocast(tmp_path: Path, spy: type[Spy]) -> None:
     pl.seed_everything(0, verbose=False)
     model = TinyClassifier()
@@ -268,6 +277,7 @@ def test_pred_targets_and_opt_in_autocast(tmp_path: Path, spy: type[Spy]) -> Non
     assert 0 <= monitor.history[-1]["explain/spy/energy_pg"] <= 1
 
 
+@pytest.mark.slow
 def test_float32_without_autocast_by_default_under_mixed_precision(
     tmp_path: Path, spy: type[Spy]
 ) -> None:

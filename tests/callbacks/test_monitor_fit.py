@@ -23,7 +23,9 @@ from tests.callbacks.helpers import (
     trainer,
     training_fingerprint,
 )
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
+
+pytestmark = pytest.mark.slow  # every test runs a Trainer
 
 METHODS = ["dave", "gradient", "random"]
 

@@ -52,6 +52,7 @@ def _break(step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
     return {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("step", "error"),
     [
@@ -76,6 +77,7 @@ def test_a_failure_outside_attribution_is_counted_logged_and_training_goes_on(
     assert len(model.seen) == 6
 
 
+@pytest.mark.slow
 def test_a_failing_figure_step_raises_with_on_error_raise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -91,6 +93,7 @@ class _TwoLoaders(TinyClassifier):
         pass
 
 
+@pytest.mark.slow
 def test_dataloader_idx_picks_the_loader_and_out_of_range_fails_before_training(
     tmp_path: Path,
 ) -> None:
@@ -111,6 +114,7 @@ def test_dataloader_idx_picks_the_loader_and_out_of_range_fails_before_training(
     assert model.seen == []  # failed at the sanity check, before any training step
 
 
+@pytest.mark.slow
 def test_without_a_sanity_check_a_bad_index_fails_at_the_first_validation(
     tmp_path: Path,
 ) -> None:
@@ -124,6 +128,7 @@ class _NoValidationStep(TinyClassifier):
     validation_step = pl.LightningModule.validation_step
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "pattern"),
     [

@@ -15,7 +15,9 @@ from torch.utils.data import DataLoader
 
 from dave_lightning.callbacks import AttributionMonitor
 from tests.callbacks.helpers import FAST, BoxedImages, TinyClassifier, loaders
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
+
+pytestmark = pytest.mark.slow  # every test runs a Trainer
 
 DDP_OPTIONS = dict(FAST, methods=["dave", "gradient", "random"], num_images=12, max_grids=4)
 
@@ -38,7 +40,6 @@ def _validate(model: TinyClassifier, root: Path, **trainer_options: Any) -> dict
     }
 
 
-@pytest.mark.slow
 def test_two_process_ddp_gives_the_single_process_scores(tmp_path: Path) -> None:
     pl.seed_everything(0, verbose=False)
     model = TinyClassifier(drop_rate=0.0)

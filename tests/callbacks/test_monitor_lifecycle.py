@@ -13,10 +13,11 @@ from torch.utils.data import DataLoader
 from dave_lightning.callbacks import AttributionMonitor
 from tests.callbacks.helpers import FAST, BoxedImages, TinyClassifier, loaders, trainer
 
+pytestmark = pytest.mark.slow  # every test runs a Trainer
+
 TINY = FAST | {"num_images": 4, "metrics": ["deletion_auc"], "log_images": 0}
 
 
-@pytest.mark.slow
 def test_validate_before_fit_leaves_fits_first_epoch_explained(tmp_path: Path) -> None:
     monitor = AttributionMonitor(methods=["gradient"], **TINY)
     model = TinyClassifier()
@@ -36,7 +37,6 @@ def _fit(root: Path, monitor: AttributionMonitor, val: DataLoader) -> None:
     trainer(root, [monitor], max_epochs=1, limit_train_batches=1).fit(TinyClassifier(), train, val)
 
 
-@pytest.mark.slow
 def test_a_monitor_reused_on_other_validation_data_chooses_a_new_probe(tmp_path: Path) -> None:
     monitor = AttributionMonitor(methods=["gradient"], **TINY)
     _fit(tmp_path / "first", monitor, DataLoader(BoxedImages(20, 1), batch_size=8))
@@ -49,7 +49,6 @@ def test_a_monitor_reused_on_other_validation_data_chooses_a_new_probe(tmp_path:
         assert torch.equal(monitor.probe.images[position], other.images[index])
 
 
-@pytest.mark.slow
 def test_a_monitor_reused_on_the_same_data_keeps_its_probe(tmp_path: Path) -> None:
     monitor = AttributionMonitor(methods=["gradient"], every_n_epochs=1, **TINY)
     _fit(tmp_path / "first", monitor, DataLoader(BoxedImages(20, 1), batch_size=8))

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 
 import dave_lightning
 from dave_lightning.callbacks import AttributionMonitor
 from tests.callbacks.helpers import FAST, TinyClassifier, events, loaders, trainer
+
+pytestmark = pytest.mark.slow  # every test runs a Trainer
 
 METRICS = ["grid_pg", "energy_pg", "deletion_auc", "patch_artifact"]
 TINY = {

@@ -14,7 +14,7 @@ from dave_lightning import BadInputError, UnsupportedModelError, get_attributor
 from dave_lightning.callbacks import AttributionMonitor
 from dave_lightning.callbacks._setup_checks import check_network_output
 from tests.callbacks.helpers import TinyClassifier
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
 
 METHODS = ["dave", "gradient", "smoothgrad"]
 

@@ -11,6 +11,8 @@ from dave_lightning.callbacks import AttributionMonitor
 from dave_lightning.callbacks._progress import DESCRIPTION
 from tests.callbacks.helpers import FAST, TinyClassifier, loaders, trainer
 
+pytestmark = pytest.mark.slow  # every test runs a Trainer
+
 
 @pytest.mark.parametrize("bar", [True, False])
 def test_progress_bar_follows_the_trainers(

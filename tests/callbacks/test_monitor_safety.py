@@ -62,6 +62,7 @@ def misbehaving() -> Iterator[None]:
     _REGISTRY.pop("misbehaving")
 
 
+@pytest.mark.slow
 def test_a_misbehaving_attributor_leaves_training_bit_for_bit_unchanged(
     tmp_path: Path, misbehaving: None
 ) -> None:
@@ -75,6 +76,7 @@ def test_a_misbehaving_attributor_leaves_training_bit_for_bit_unchanged(
     assert_same(without, with_monitor)
 
 
+@pytest.mark.slow
 def test_bf16_true_weights_are_attributed_through_a_float32_copy(
     tmp_path: Path, spy: type[Spy]
 ) -> None:

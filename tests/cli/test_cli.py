@@ -14,6 +14,8 @@ import timm
 import torch
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # every test runs the console script in a fresh interpreter
+
 SCRIPT = Path(sys.executable).parent / "dave-lightning"
 """The console script of the environment running the tests (not whatever PATH finds)."""
 
@@ -64,7 +66,6 @@ def _absent_gpu() -> str:
     return f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
 
 
-@pytest.mark.slow
 def test_demo_prints_the_table_and_writes_its_outputs(tmp_path: Path) -> None:
     result = _run("demo", "--out", tmp_path, *TINY_DEMO)
     assert result.returncode == 0, result.stderr
@@ -82,7 +83,6 @@ def test_demo_prints_the_table_and_writes_its_outputs(tmp_path: Path) -> None:
     assert "Verdict" not in out
 
 
-@pytest.mark.slow
 def test_demo_spurious_prints_a_verdict_and_explain_reads_its_checkpoint(tmp_path: Path) -> None:
     result = _run("demo", "--spurious", "--out", tmp_path / "run", *TINY_DEMO)
     assert result.returncode == 0, result.stderr

@@ -138,6 +138,7 @@ def test_a_reachable_hub_is_used_online(monkeypatch: pytest.MonkeyPatch) -> None
     assert seen == [False]
 
 
+@pytest.mark.slow
 def test_pretrained_without_network_fails_within_seconds() -> None:
     """On a machine without network (like CI here): one error within seconds, not ~60 s."""
     if dave_lightning._timm_models.hub_reachable():

@@ -48,6 +48,7 @@ def _picture(path: Path, height: int, width: int, seed: int = 0) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_demo_checkpoint_is_preprocessed_like_its_training_data(tmp_path: Path) -> None:
     config = DemoConfig(
         epochs=1, image_size=32, train_size=12, val_size=6, batch_size=6, progress=False
@@ -159,6 +160,7 @@ def test_output_names_are_distinct_and_deterministic() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_explain_writes_one_file_per_image_when_names_clash(tmp_path: Path) -> None:
     images = [
         _picture(tmp_path / "a" / "x.png", 32, 32),
@@ -177,6 +179,7 @@ def test_explain_writes_one_file_per_image_when_names_clash(tmp_path: Path) -> N
     assert all(path.stat().st_size > 0 for path in written)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("progress", [True, False])
 def test_explain_shows_one_progress_step_per_image(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], progress: bool
@@ -198,6 +201,7 @@ def test_explain_shows_one_progress_step_per_image(
     assert ("explain (dave)" in err and "3/3" in err) is progress
 
 
+@pytest.mark.slow
 def test_explain_maps_do_not_depend_on_the_per_image_loop(tmp_path: Path) -> None:
     """Attributing one image at a time (for the bar) keeps each image's own random stream."""
     from dave_lightning.explain import _attribute
@@ -213,6 +217,7 @@ def test_explain_maps_do_not_depend_on_the_per_image_loop(tmp_path: Path) -> Non
     torch.testing.assert_close(_attribute(options, attributor, images, targets), batch)
 
 
+@pytest.mark.slow
 def test_explain_signed_draws_both_signs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dave_lightning.viz as viz
 

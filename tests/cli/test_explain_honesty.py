@@ -59,6 +59,7 @@ def _explain(*arguments: str | Path) -> int:
     return main(["explain", *map(str, arguments), "--method", "gradient"])
 
 
+@pytest.mark.slow
 def test_random_weights_are_one_loud_line_on_stderr_and_in_every_title(
     photo: Path, tmp_path: Path, titles: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -75,6 +76,7 @@ def test_random_weights_are_one_loud_line_on_stderr_and_in_every_title(
     assert all("RANDOM WEIGHTS" in title for title in titles)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_is_explained_without_the_random_weights_notice(
     photo: Path, tmp_path: Path, titles: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -87,6 +89,7 @@ def test_a_checkpoint_is_explained_without_the_random_weights_notice(
     assert titles[0].startswith("photo.png: class ")  # a 4-class head has no ImageNet names
 
 
+@pytest.mark.slow
 def test_the_library_call_warns_too(photo: Path, tmp_path: Path) -> None:
     options = ExplainOptions(
         images=[photo],
@@ -99,6 +102,7 @@ def test_the_library_call_warns_too(photo: Path, tmp_path: Path) -> None:
         explain_images(options)
 
 
+@pytest.mark.slow
 def test_imagenet_models_get_imagenet_class_names(
     photo: Path, tmp_path: Path, titles: list[str]
 ) -> None:
@@ -107,6 +111,7 @@ def test_imagenet_models_get_imagenet_class_names(
     assert titles[0].startswith("photo.png: tabby (")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("index", "name"), [(0, "tench"), (1, "goldfish"), (281, "tabby"), (999, "toilet tissue")]
 )

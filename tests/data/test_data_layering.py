@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import dave_lightning.data
 
 PACKAGE = Path(dave_lightning.data.__file__).parent
@@ -44,6 +46,7 @@ def test_modules_import_only_torch_errors_and_the_standard_library() -> None:
             assert allowed, f"{path.name} imports {name}"
 
 
+@pytest.mark.slow
 def test_importing_the_data_layer_leaves_lightning_out() -> None:
     code = (
         "import sys, dave_lightning.data; "

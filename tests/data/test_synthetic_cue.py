@@ -56,6 +56,7 @@ def test_mark_is_painted_in_its_class_colour() -> None:
     assert len({tuple(c.tolist()) for c in dataset.cue_colours}) == dataset.num_classes
 
 
+@pytest.mark.slow
 def test_training_mark_encodes_the_class() -> None:
     assert agreement(SyntheticShapes("train", length=60, spurious=True)) == 1.0
     small: dict[str, Any] = dict(length=600, image_size=16, spurious=True)
@@ -65,6 +66,7 @@ def test_training_mark_encodes_the_class() -> None:
     assert never == pytest.approx(1 / 6, abs=0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_evaluation_splits_get_no_information_by_default(split: str) -> None:
     uncorrelated = SyntheticShapes(split, length=600, image_size=16, spurious=True)

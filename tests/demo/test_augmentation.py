@@ -89,6 +89,7 @@ def test_a_crop_cutting_the_object_clamps_the_box_to_the_image() -> None:
     assert box.tolist() == [[0.0, 0.0, 10.0, 10.0]]
 
 
+@pytest.mark.slow
 def test_the_demo_pipeline_changes_the_images_and_keeps_boxes_in_the_frame() -> None:
     train = SyntheticShapes("train", length=16, image_size=32)
     augmented = Augmented(train, train_augmentation(32))
@@ -115,6 +116,7 @@ def loaders_of_fit(monkeypatch: pytest.MonkeyPatch, config: DemoConfig) -> list[
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("augment", [True, False])
 def test_validation_is_never_augmented(monkeypatch: pytest.MonkeyPatch, augment: bool) -> None:
     config = DemoConfig(augment=augment, progress=False, **SMALL)
@@ -135,6 +137,7 @@ def first_epoch(monkeypatch: pytest.MonkeyPatch, seed: int) -> torch.Tensor:
     return torch.cat([images for images, _, _ in train_loader])
 
 
+@pytest.mark.slow
 def test_augmented_batches_repeat_for_a_seed_and_differ_between_seeds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

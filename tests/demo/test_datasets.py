@@ -33,6 +33,7 @@ def label_colour(dataset: SyntheticShapes, label: int) -> torch.Tensor:
     return (dataset.cue_colours[label] * 255).round().to(torch.uint8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", [0, 1], ids=["train", "validation"])
 def test_spurious_marks_carry_the_label_colour_in_training_and_validation(split: int) -> None:
     dataset = datasets(DemoConfig(spurious=True, **SMALL))[split]
@@ -44,6 +45,7 @@ def test_spurious_marks_carry_the_label_colour_in_training_and_validation(split:
         assert not sample.mask[y1:y2, x1:x2].any()  # away from the object
 
 
+@pytest.mark.slow
 def test_without_the_flag_no_image_has_a_mark() -> None:
     for dataset in datasets(DemoConfig(spurious=False, **SMALL)):
         for sample in samples(dataset):
@@ -51,6 +53,7 @@ def test_without_the_flag_no_image_has_a_mark() -> None:
             assert sample.cue_class is None
 
 
+@pytest.mark.slow
 def test_the_marks_differ_from_the_unmarked_images_only_inside_the_mark() -> None:
     marked = datasets(DemoConfig(spurious=True, **SMALL))[1]
     plain = datasets(DemoConfig(spurious=False, **SMALL))[1]
@@ -62,6 +65,7 @@ def test_the_marks_differ_from_the_unmarked_images_only_inside_the_mark() -> Non
         assert torch.equal(outside, without.pixels)
 
 
+@pytest.mark.slow
 def test_the_evaluation_set_has_no_mark_and_the_validation_normalisation() -> None:
     config = DemoConfig(spurious=True, **SMALL)
     val = datasets(config)[1]
@@ -86,6 +90,7 @@ def test_the_data_is_normalised_as_the_model_data_config_says() -> None:
     assert module.hparams["model_kwargs"]["pretrained_cfg_overlay"]["crop_pct"] == 1.0
 
 
+@pytest.mark.slow
 def test_pretrained_models_keep_their_statistics_and_the_data_follows() -> None:
     config = DemoConfig(pretrained=True, **SMALL)
     overlay = config.model_kwargs()["pretrained_cfg_overlay"]

@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
-from _metric_refs import ref_energy_pointing_game, ref_int_box_mask
 
 from dave_lightning.errors import BadInputError
 from dave_lightning.metrics import EnergyPointingGame
 from dave_lightning.metrics.functional import boxes_to_mask, energy_pointing_game
+from tests.metrics.helpers import ref_energy_pointing_game, ref_int_box_mask
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: 2e-6, torch.float64: 1e-12}

@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
-from _metric_refs import ref_grid_pointing_game
 
 from dave_lightning.errors import BadInputError
 from dave_lightning.metrics import GridPointingGame
 from dave_lightning.metrics.functional import grid_pointing_game
+from tests.metrics.helpers import ref_grid_pointing_game
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: 2e-6, torch.float64: 1e-12}

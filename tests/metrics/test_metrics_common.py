@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 import pytest
 import torch
-from _metric_refs import PixelLinear
 
 import dave_lightning.metrics as metrics_package
 from dave_lightning.metrics import EnergyPointingGame, GridPointingGame, PixelDeletion
+from tests.metrics.helpers import PixelLinear
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

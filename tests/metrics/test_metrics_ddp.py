@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _metric_refs import PixelLinear
 
 from dave_lightning.metrics import (
     EnergyPointingGame,
@@ -19,6 +18,7 @@ from dave_lightning.metrics import (
     PatchArtifactScore,
     PixelDeletion,
 )
+from tests.metrics.helpers import PixelLinear
 
 WORLD_SIZE = 2
 SHARDS = [slice(0, 3), slice(3, 8)]  # uneven on purpose

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _metric_refs import (
+
+from dave_lightning.metrics.functional import deletion_auc, pixel_deletion
+from tests.metrics.helpers import (
     PixelLinear,
     constant_fill,
     mean_fill,
@@ -10,8 +12,6 @@ from _metric_refs import (
     ref_deletion_curve,
     ref_trapezoid_auc,
 )
-
-from dave_lightning.metrics.functional import deletion_auc, pixel_deletion
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: 2e-5, torch.float64: 1e-10}

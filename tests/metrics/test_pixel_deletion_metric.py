@@ -4,12 +4,12 @@ import math
 
 import pytest
 import torch
-from _metric_refs import PixelLinear, ref_trapezoid_auc
 from torch import nn
 
 from dave_lightning.errors import BadInputError
 from dave_lightning.metrics import PixelDeletion
 from dave_lightning.metrics.functional import pixel_deletion
+from tests.metrics.helpers import PixelLinear, ref_trapezoid_auc
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: 2e-6, torch.float64: 1e-12}
