@@ -111,9 +111,10 @@ def test_grids_use_only_images_that_pass_the_filter() -> None:
 
 def test_a_strict_filter_can_leave_too_few_classes() -> None:
     model = PixelLogits()
-    grids = make_grids(
-        images_with_logits(LOGITS), torch.tensor(LABELS), model=model, min_confidence=0.995
-    )
+    with pytest.warns(UserWarning, match="no 2x2 grid can be formed"):
+        grids = make_grids(
+            images_with_logits(LOGITS), torch.tensor(LABELS), model=model, min_confidence=0.995
+        )
     assert len(grids) == 0
     assert grids.num_eligible == 2
     assert grids.reason == (
