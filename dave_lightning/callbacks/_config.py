@@ -9,6 +9,7 @@ from :class:`~dave_lightning.metrics.DeletionOptions`.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ from dave_lightning.metrics import DeletionOptions
 from dave_lightning.registry import available_attributors
 from dave_lightning.transforms import LocalTransformDistribution
 
-__all__ = ["DAVE_DEFAULTS", "MonitorConfig", "monitor_signature"]
+__all__ = ["DAVE_DEFAULTS", "MonitorConfig", "monitor_config", "monitor_signature"]
 
 DAVE_DEFAULTS: dict[str, Any] = {
     name: parameter.default for name, parameter in inspect.signature(DAVE).parameters.items()
@@ -311,3 +312,23 @@ def monitor_signature() -> inspect.Signature:
         if option.init
     ]
     return inspect.Signature(parameters, return_annotation=None)
+
+
+def monitor_config(owner: str, args: tuple[Any, ...], options: Mapping[str, Any]) -> MonitorConfig:
+    """The options of a monitor built as ``owner(*args, **options)``.
+
+    A keyword that is no option fails first, naming ``owner`` and the closest option.
+
+    Example:
+        >>> monitor_config("AttributionMonitor", (), {"num_imags": 4})
+        Traceback (most recent call last):
+        ...
+        TypeError: AttributionMonitor() got an unexpected keyword argument 'num_imags'; did you mean 'num_images'?
+    """  # noqa: E501
+    names = [option.name for option in fields(MonitorConfig) if option.init]
+    for name in options:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "the options are " + ", ".join(names)
+            raise TypeError(f"{owner}() got an unexpected keyword argument {name!r}; {hint}")
+    return MonitorConfig(*args, **options)

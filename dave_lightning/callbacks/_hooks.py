@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dave_lightning.callbacks._config import MonitorConfig, monitor_signature
+from dave_lightning.callbacks._config import monitor_config, monitor_signature
 from dave_lightning.callbacks._evaluation import (
     ATTRIBUTION,
     Evaluation,
@@ -71,7 +71,7 @@ class MonitorHooks:
     """
 
     def __init__(self, *args: Any, **options: Any) -> None:
-        config = MonitorConfig(*args, **options)  # the signature: `monitor_signature` below
+        config = monitor_config(type(self).__name__, args, options)  # signature: see the end
         self.config = config
         self.probe: Probe | None = None
         self.history: list[dict[str, float]] = []

@@ -101,3 +101,14 @@ def test_the_metric_table_takes_each_direction_from_the_metric(order: str) -> No
         assert higher_is_better(name, order) == metric.higher_is_better, name
         assert chart_title(name, order).endswith(f"({direction_label(metric.higher_is_better)})")
     assert higher_is_better("deletion_auc", order) is (order == "least_relevant_first")
+
+
+def test_a_misspelt_option_names_the_monitor_and_the_closest_option() -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"^AttributionMonitor\(\) got an unexpected keyword argument "
+        r"'num_imags'; did you mean 'num_images'\?$",
+    ):
+        AttributionMonitor(num_imags=4)
+    with pytest.raises(TypeError, match="'zzz'; the options are methods, metrics, num_images"):
+        AttributionMonitor(zzz=1)
