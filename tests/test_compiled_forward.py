@@ -102,10 +102,14 @@ def test_compiled_path_leaves_the_model_as_it_was(fresh_dynamo: None) -> None:
     model.head.weight.grad = torch.ones_like(model.head.weight)
     model.patch_embed.proj.weight.requires_grad_(False)
     parameters = {name: p.detach().clone() for name, p in model.named_parameters()}
+    objects = dict(model.named_parameters())
     before = _snapshot(model)
     rng = torch.get_rng_state()
 
     DAVE(model, compile=True, **OPTIONS).attribute(_images(), TARGETS)
+
+    assert dict(model.named_parameters()) == objects  # the same Parameter objects are back
+    assert all(isinstance(p, nn.Parameter) for p in model.parameters())
 
     assert _compiled_graphs() >= 1
     assert torch.equal(torch.get_rng_state(), rng)
