@@ -71,14 +71,25 @@ def test_effective_mode_traces_as_one_graph_without_breaks(fresh_dynamo: None) -
 @pytest.mark.slow
 @pytest.mark.parametrize("fused", [True, False])
 def test_compiled_maps_equal_eager_maps(fused: bool, fresh_dynamo: None) -> None:
-    """The default (robust) maps; the aggregation itself is not compiled."""
+    """Each pass agrees to float rounding, so the mean aggregation's maps do.
+
+    The robust aggregation's trimming is discontinuous: an element within rounding of its
+    threshold may flip, so its maps must agree everywhere but at a few elements.
+    """
     model = _model(fused)
-    eager = DAVE(model, **OPTIONS).attribute(_images(), TARGETS, keep_channels=True)
-    compiled = DAVE(model, compile=True, **OPTIONS).attribute(
-        _images(), TARGETS, keep_channels=True
-    )
+    for aggregation in ("mean", "robust"):
+        options = {"aggregation": aggregation, **OPTIONS}
+        eager = DAVE(model, **options).attribute(_images(), TARGETS, keep_channels=True)
+        compiled = DAVE(model, compile=True, **options).attribute(
+            _images(), TARGETS, keep_channels=True
+        )
+        tolerance = 1e-6 * float(eager.abs().max())
+        if aggregation == "mean":
+            torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=tolerance)
+        else:
+            close = torch.isclose(compiled, eager, rtol=1e-5, atol=tolerance)
+            assert float(close.float().mean()) > 0.99
     assert _compiled_graphs() >= 1
-    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6 * float(eager.abs().max()))
 
 
 @pytest.mark.slow
