@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from _naive_effective import NaiveEffective
 from torch import Tensor, nn
 
 from dave_lightning import DAVE, effective_mode, robust_mean
@@ -83,13 +84,19 @@ def _dave(setting: Setting, **options: object) -> Callable[[], object]:
     return functools.partial(dave.attribute, setting.images, setting.target)
 
 
-def _noise_step_loop(setting: Setting, alpha: float) -> Tensor:
-    """The reference code's structure: per noise step one pass over the whole batch."""
+def _noise_step_loop(setting: Setting, alpha: float, detaching: bool = False) -> Tensor:
+    """The reference code's structure: per noise step one pass over the whole batch.
+
+    With DAVE's Step I (effective mode), or with ``detaching=True`` the reference code's way of
+    making the effective gradient (detached softmax, LayerNorm scale and GELU gate; dense
+    backward, see ``_naive_effective.py``).
+    """
     images, n = setting.images, setting.num_samples
     distribution = LocalTransformDistribution()
     levels = noise_levels(n, alpha)
     maps = []
-    with effective_mode(setting.model), setting.autocast_context():
+    mode = NaiveEffective(setting.model) if detaching else effective_mode(setting.model)
+    with mode, setting.autocast_context():
         for k in range(n):
             seeds = [slot_seed(0, b, k) for b in range(images.shape[0])]
             x = images.clone().requires_grad_(True)
@@ -145,6 +152,9 @@ def stage_rows(setting: Setting, with_loops: bool) -> dict[str, Callable[[], obj
         rows["one noise step over the batch per pass (reference structure)"] = functools.partial(
             _noise_step_loop, setting, alpha
         )
+        rows["the same loop, Step I by detaching (reference structure and operators)"] = (
+            functools.partial(_noise_step_loop, setting, alpha, detaching=True)
+        )
         rows["one sample at a time"] = functools.partial(_one_sample_loop, setting, alpha)
     return rows
 
@@ -178,7 +188,7 @@ def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float
 def stage_table(setting: Setting, repeats: int, with_loops: bool) -> list[tuple[str, float, float]]:
     """``(row, best seconds, peak MB)`` per row; rows interleaved ``repeats`` times after a warm-up.
 
-    The two loops (slow) run once, after the warm-up of the other rows.
+    The loops (slow) run once, after the warm-up of the other rows.
     """
     rows = stage_rows(setting, with_loops)
     device = setting.images.device

@@ -11,6 +11,9 @@
 (d) ``--stages``: the cost of each DAVE stage in ms per image with ratios to N plain
     input-gradient passes and the peak memory of each configuration (issue 16's table).
 (e) ``--sweep``: DAVE's seconds per image-sample by ``max_batch_size`` (1, 4, ..., 64, auto).
+(f) ``--compile``: DAVE (default options) with ``compile=True`` against eager DAVE and the plain
+    passes, as medians (and bests) of interleaved repeats, after one untimed call each (the
+    compiled one's is the compilation, printed), and the largest difference of the maps.
 
 Run:
     python benchmarks/bench_dave.py            # the issue's setting: ViT-Ti/16, ViT-S/16 at 224
@@ -21,6 +24,8 @@ Run:
         --batch-sizes 1 8 --num-samples 16     # the CPU table of the stages
     python benchmarks/bench_dave.py --sweep --models vit_small_patch16_224 --batch-sizes 4 \
         --num-samples 16
+    python benchmarks/bench_dave.py --compile --models vit_tiny_patch16_224 --batch-sizes 8 \
+        --num-samples 16 --repeats 5
 """
 
 from __future__ import annotations
@@ -29,17 +34,18 @@ import argparse
 import functools
 import json
 import math
+import statistics
 import subprocess
 import sys
-import types
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import timm
 import torch
 from _dave_stages import Setting, stage_table
+from _naive_effective import NaiveEffective
 from _timing import seconds
-from timm.layers import Attention
 from torch import Tensor, nn
 
 from dave_lightning import DAVE, robust_mean
@@ -89,51 +95,11 @@ def _plain_gradient_passes(
 # --- the naive first implementation --------------------------------------------------------------
 
 
-def _naive_attention(
-    self: Attention, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False
-) -> Tensor:
-    b, n, c = x.shape
-    q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-    q, k = self.q_norm(q), self.k_norm(k)
-    weights = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1).detach()
-    return self.proj((weights @ v).transpose(1, 2).reshape(b, n, c))
-
-
-def _naive_layer_norm(self: nn.LayerNorm, x: Tensor) -> Tensor:
-    mean = x.mean(-1, keepdim=True)
-    inverse_std = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + self.eps)
-    return (x - mean) * inverse_std.detach() * self.weight + self.bias
-
-
-def _naive_gelu(self: nn.Module, x: Tensor) -> Tensor:
-    return x * (0.5 * (1 + torch.erf(x / math.sqrt(2)))).detach()
-
-
-class _NaiveEffective:
-    """Instance overrides that make the effective gradient the way a first version would."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-
-    def __enter__(self) -> None:
-        for module in self.model.modules():
-            if isinstance(module, Attention):
-                module.forward = types.MethodType(_naive_attention, module)  # type: ignore[method-assign]
-            elif isinstance(module, nn.LayerNorm):
-                module.forward = types.MethodType(_naive_layer_norm, module)  # type: ignore[method-assign]
-            elif isinstance(module, nn.GELU):
-                module.forward = types.MethodType(_naive_gelu, module)  # type: ignore[method-assign]
-
-    def __exit__(self, *exc: object) -> None:
-        for module in self.model.modules():
-            module.__dict__.pop("forward", None)
-
-
 def _naive_dave(model: nn.Module, images: Tensor, target: Tensor, n: int, alpha: float) -> Tensor:
     distribution = LocalTransformDistribution()
     levels = noise_levels(n, alpha)
     out = []
-    with _NaiveEffective(model):
+    with NaiveEffective(model):
         for b in range(images.shape[0]):
             maps = []
             for k in range(n):
@@ -266,7 +232,8 @@ def _parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--stages", action="store_true", help="print (d), the stage table")
     parser.add_argument("--sweep", action="store_true", help="print (e), the batch-size sweep")
-    parser.add_argument("--no-loops", action="store_true", help="(d) without the two loops")
+    parser.add_argument("--compile", action="store_true", help="print (f), compiled vs eager")
+    parser.add_argument("--no-loops", action="store_true", help="(d) without the loops")
     parser.add_argument(
         "--sweep-sizes", nargs="+", type=_batch_option, default=list(SWEEP), help="for (e)"
     )
@@ -346,6 +313,69 @@ def _print_sweep(args: argparse.Namespace, device: torch.device) -> None:
                 print(f"| {label} | {best[size] / slots:.4f} | {best[size] / reference:.2f} |")
 
 
+def _interleaved_times(
+    runs: dict[str, Callable[[], object]], repeats: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Seconds of each run, ``repeats`` rounds in which every run goes once, in turn."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(seconds(run, device))
+    return times
+
+
+def _print_compiled(args: argparse.Namespace, device: torch.device) -> None:
+    """(f) DAVE with ``compile=True`` against eager DAVE and the plain passes."""
+    for name in args.models:
+        for batch in args.batch_sizes:
+            setting = _setting(args, device, name, batch)
+            options = {"num_samples": args.num_samples, "max_batch_size": args.max_batch}
+            eager = DAVE(setting.model, autocast_dtype=args.autocast, **options)
+            compiled = DAVE(setting.model, autocast_dtype=args.autocast, compile=True, **options)
+            start = time.perf_counter()
+            compiled_maps = compiled.attribute(setting.images, setting.target)
+            first_call = time.perf_counter() - start
+            eager_maps = eager.attribute(setting.images, setting.target)
+            difference = float((compiled_maps - eager_maps).abs().max() / eager_maps.abs().max())
+            runs: dict[str, Callable[[], object]] = {
+                "N plain input-gradient passes": functools.partial(
+                    _plain_gradient_passes,
+                    setting.model,
+                    setting.images,
+                    setting.target,
+                    args.num_samples,
+                    setting.passes(),
+                ),
+                "DAVE default, eager": functools.partial(
+                    eager.attribute, setting.images, setting.target
+                ),
+                "DAVE default, compile=True": functools.partial(
+                    compiled.attribute, setting.images, setting.target
+                ),
+            }
+            runs[next(iter(runs))]()  # the plain passes' warm-up
+            times = _interleaved_times(runs, args.repeats, device)
+            medians = {row: statistics.median(taken) for row, taken in times.items()}
+            eager_median = medians["DAVE default, eager"]
+            print(
+                f"\n(f) {name}, B = {batch}, N = {args.num_samples}, {setting.passes()} inputs per "
+                f"pass, {args.dtype}: medians of {args.repeats} interleaved repeats\n"
+            )
+            print("| what | ms / image (median) | ms / image (best) | × eager DAVE | × plain |")
+            print("|---|---|---|---|---|")
+            plain = medians["N plain input-gradient passes"]
+            for row, taken in times.items():
+                print(
+                    f"| {row} | {1e3 * medians[row] / batch:.1f} | {1e3 * min(taken) / batch:.1f} "
+                    f"| {medians[row] / eager_median:.2f} | {medians[row] / plain:.2f} |"
+                )
+            print(
+                f"\nfirst compiled call (compilation included): {first_call:.1f} s; largest "
+                f"|compiled - eager| / max |eager| of the maps: {difference:.1e}",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -359,11 +389,13 @@ def main() -> None:
         f"device: {device} ({_device_name(device)}), "
         f"torch {torch.__version__}, timm {timm.__version__}"
     )
-    if args.stages or args.sweep:
+    if args.stages or args.sweep or args.compile:
         if args.stages:
             _print_stages(args, device)
         if args.sweep:
             _print_sweep(args, device)
+        if args.compile:
+            _print_compiled(args, device)
         return
     print("\n(a) vs N batched plain input-gradient passes, (b) vs a one-sample-at-a-time loop\n")
     print("| model | B | N | DAVE s | plain N passes s | (a) ratio | naive loop s | (b) speed-up |")

@@ -60,8 +60,11 @@ def _gate_times(grad_output: Tensor, x: Tensor, y: Tensor) -> Tensor:
     Two passes over the activations (a multiply and a divide) instead of re-evaluating the gate.
     At ``x = 0`` every supported gate (Φ, its tanh form, sigmoid) is exactly 1/2. A zero ``x``
     makes ``0 / 0 = NaN``, so a finite sum (one reduction, no full-size temporary) proves there
-    is none; only otherwise are the zeros looked for and patched.
+    is none; only otherwise are the zeros looked for and patched. Under ``torch.compile`` the
+    zeros are always patched (one fused kernel; the data-dependent test would break the graph).
     """
+    if torch.compiler.is_compiling():
+        return torch.where(x == 0, 0.5 * grad_output, grad_output * y / x)
     grad = torch.mul(grad_output, y).div_(x)
     if not bool(torch.isfinite(grad.sum())):
         grad = torch.where(x == 0, 0.5 * grad_output, grad)

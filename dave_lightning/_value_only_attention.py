@@ -89,6 +89,10 @@ class _ValueOnlyAttention(torch.autograd.Function):
         ctx: Any, grad_output: Tensor
     ) -> tuple[None, None, Tensor, None, None, None]:
         q, k, mask = ctx.saved_tensors
+        if torch.compiler.is_compiling():
+            # in one piece: a loop over batch slices would fix the batch size in the graph
+            probabilities = _attention_probabilities(q, k, mask, ctx.is_causal, ctx.scale)
+            return None, None, probabilities.transpose(-2, -1) @ grad_output, None, None, None
         # the attention matrix is recomputed in slices of the batch to bound its memory
         batch = q.shape[0]
         per_image = max(1, q[0].numel() // q.shape[-1] * k.shape[-2])

@@ -14,7 +14,16 @@ while every forward value stays exactly what the model computes normally:
 
 Everything else in a timm ``VisionTransformer`` is affine. The change is made per module instance
 (instance ``forward`` overrides and forward hooks) and fully undone on exit, also when the body
-raises. Nothing is patched on a class or globally.
+raises. Nothing is patched on a class or a library function. One piece of state is
+thread-local rather than per instance, and only for the duration of one attention's forward:
+each overridden attention ``forward`` pushes a
+:class:`~dave_lightning._value_only_attention.ValueOnlyAttentionMode` (a ``TorchFunctionMode``)
+onto the current thread's torch-function mode stack while it runs (and again while gradient
+checkpointing recomputes it in backward) and pops it when it returns. For that time every torch
+function called on that thread, by the attention and by any hook run inside it, passes through
+the mode, which reroutes only ``F.scaled_dot_product_attention`` calls whose q and k carry no
+gradient and hands every other call to the library unchanged. Outside an attention's forward,
+and on other threads, no mode is active, also inside the ``with`` block.
 
 Example:
     >>> import torch
@@ -32,7 +41,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import functools
 import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -231,9 +239,22 @@ def _parameter(value: Tensor | None, detach: bool) -> Tensor | None:
     return value.detach() if detach and value is not None else value
 
 
-def _effective_layer_norm(self: nn.LayerNorm, x: Tensor, detach: bool = True) -> Tensor:
+# The forward overrides are plain module-level functions bound to their module with
+# ``types.MethodType``: ``torch.compile`` traces through bound functions, but not through bound
+# ``functools.partial`` objects (``InternalTorchDynamoError``: a partial has no ``__name__``).
+
+
+def _layer_norm(self: nn.LayerNorm, x: Tensor, detach: bool) -> Tensor:
     weight, bias = _parameter(self.weight, detach), _parameter(self.bias, detach)
     return frozen_scale_layer_norm(x, tuple(self.normalized_shape), weight, bias, self.eps)
+
+
+def _effective_layer_norm(self: nn.LayerNorm, x: Tensor) -> Tensor:
+    return _layer_norm(self, x, detach=True)
+
+
+def _effective_layer_norm_with_parameters(self: nn.LayerNorm, x: Tensor) -> Tensor:
+    return _layer_norm(self, x, detach=False)
 
 
 def _effective_gelu(self: nn.Module, x: Tensor) -> Tensor:
@@ -248,10 +269,18 @@ def _effective_quick_gelu(self: nn.Module, x: Tensor) -> Tensor:
     return frozen_gate_quick_gelu(x)
 
 
-def _effective_qkv(self: nn.Linear, x: Tensor, detach: bool = True) -> Tensor:
+def _qkv(self: nn.Linear, x: Tensor, detach: bool) -> Tensor:
     weight, bias = _parameter(self.weight, detach), _parameter(self.bias, detach)
     assert weight is not None
     return value_only_qkv(x, weight, bias, 2 * self.out_features // 3)
+
+
+def _effective_qkv(self: nn.Linear, x: Tensor) -> Tensor:
+    return _qkv(self, x, detach=True)
+
+
+def _effective_qkv_with_parameters(self: nn.Linear, x: Tensor) -> Tensor:
+    return _qkv(self, x, detach=False)
 
 
 def _value_only_attention_forward(attention: nn.Module) -> Callable[..., Any]:
@@ -278,9 +307,10 @@ def _gelu_forward(module: nn.Module) -> Callable[..., Tensor]:
 
 
 def _apply(model: nn.Module, restorer: _Restorer, parameter_gradients: bool) -> None:
-    detach = not parameter_gradients
-    layer_norm = functools.partial(_effective_layer_norm, detach=detach)
-    qkv_projection = functools.partial(_effective_qkv, detach=detach)
+    layer_norm = (
+        _effective_layer_norm_with_parameters if parameter_gradients else _effective_layer_norm
+    )
+    qkv_projection = _effective_qkv_with_parameters if parameter_gradients else _effective_qkv
     for module in model.modules():
         kind = type(module)
         if kind in _LAYER_NORMS:

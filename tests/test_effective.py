@@ -14,8 +14,10 @@ from timm.layers import Attention, RmsNorm, SwiGLUPacked
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import ParallelScalingBlock, ResPostBlock, VisionTransformer
 from torch import nn
+from torch.overrides import _get_current_function_mode_stack
 
 from dave_lightning import UnsupportedModelError, effective_mode
+from dave_lightning._value_only_attention import ValueOnlyAttentionMode
 from tests.helpers import DtypeConversions, ModelState, tiny_vit
 
 DOUBLE = torch.float64
@@ -393,3 +395,28 @@ def test_under_autocast_effective_mode_converts_no_more_than_the_plain_passes(fu
         outputs.append(logits)
     assert torch.equal(outputs[1], outputs[0])
     assert counts[1] <= counts[0]
+
+
+def test_the_attention_mode_is_active_only_during_each_attention_forward() -> None:
+    """What the module docstring says is scoped how: no mode outside an attention's forward."""
+    torch.manual_seed(0)
+    model = tiny_vit().eval()
+    seen: dict[str, list[str]] = {}
+
+    def record(name: str) -> Any:
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            stack = _get_current_function_mode_stack()
+            seen.setdefault(name, []).append(",".join(type(mode).__name__ for mode in stack))
+
+        return hook
+
+    model.blocks[0].attn.qkv.register_forward_hook(record("inside attention"))
+    model.blocks[0].norm2.register_forward_hook(record("outside attention"))
+    with effective_mode(model):
+        assert _get_current_function_mode_stack() == []
+        model(torch.randn(1, 3, 32, 32, requires_grad=True))
+        assert _get_current_function_mode_stack() == []
+    assert seen == {
+        "inside attention": [ValueOnlyAttentionMode.__name__],
+        "outside attention": [""],
+    }
