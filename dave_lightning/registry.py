@@ -6,7 +6,7 @@ first asked for, so listing the names, or building DAVE or Step I, never imports
 
 * ``"dave"`` — :class:`~dave_lightning.DAVE` (``num_samples``, ``noise_alpha``, ``flip_prob``,
   ``rotation``, ``translation``, ``scale``, ``aggregation``, ``seed``, ``memory_budget_mb``,
-  ``affine_modules``, ``calibration_options``)
+  ``affine_modules``, ``calibration_options``, ``compile``)
 * ``"gradient"`` — :class:`~dave_lightning.baselines.Gradient`
 * ``"input_x_gradient"`` — :class:`~dave_lightning.baselines.InputXGradient`
 * ``"integrated_gradients"`` — :class:`~dave_lightning.baselines.IntegratedGradients`
