@@ -129,11 +129,9 @@ def _loaders(settings: Settings) -> tuple[DataLoader, DataLoader]:
     )
 
 
-def _logged_tags(root: Path) -> set[str]:
-    runs = sorted(root.rglob("events.out.tfevents.*"))
-    if not runs:
-        return set()
-    accumulator = EventAccumulator(str(runs[-1].parent))
+def _logged_tags(run: Path) -> set[str]:
+    """The scalar tags of one TensorBoard run (its own event files, not its sub-runs)."""
+    accumulator = EventAccumulator(str(run))
     accumulator.Reload()
     return set(accumulator.Tags()["scalars"])
 
@@ -175,7 +173,14 @@ def check_fit(settings: Settings, device: torch.device, work: Path) -> tuple[str
         warnings.simplefilter("always")
         trainer.fit(module, train, val)
     expected = {f"explain/{method}/{metric}" for method in METHODS for metric in METRICS}
-    logged = _logged_tags(work)
+    run = Path(trainer.logger.log_dir)  # the logger's run; each method also has its own beside it
+    logged = _logged_tags(run)
+    missing_method_runs = sorted(
+        f"{method}: explain/{metric}"
+        for method in METHODS
+        for metric in METRICS
+        if f"explain/{metric}" not in _logged_tags(run / method)
+    )
     missing_metrics = sorted(expected - set(trainer.callback_metrics))
     missing_tensorboard = sorted(expected - logged)
     failures = float(trainer.callback_metrics.get("explain/failures", torch.tensor(0.0)))
@@ -184,6 +189,8 @@ def check_fit(settings: Settings, device: torch.device, work: Path) -> tuple[str
         problems.append(f"not in callback_metrics: {missing_metrics}")
     if missing_tensorboard:
         problems.append(f"not in TensorBoard: {missing_tensorboard}")
+    if missing_method_runs:
+        problems.append(f"not in the per-method TensorBoard runs: {missing_method_runs}")
     if failures or "explain/failures" in logged:
         problems.append(f"explain/failures = {failures:g}")
     if len(monitor.history) != settings.epochs:
@@ -278,6 +285,22 @@ def check_bf16(settings: Settings, model: nn.Module, images: Tensor, targets: Te
     )
     if same_seed < seed_to_seed:
         raise AssertionError(detail + " (bf16 further from fp32 than another fp32 seed)")
+    return detail
+
+
+def check_compiled(settings: Settings, model: nn.Module, images: Tensor, targets: Tensor) -> str:
+    """``DAVE(compile=True)`` against eager (mean aggregation: continuous in the gradients)."""
+    options = {"num_samples": settings.num_samples, "seed": 0, "aggregation": "mean"}
+    eager = DAVE(model, **options).attribute(images, targets)
+    compiled = DAVE(model, compile=True, **options)
+    start = time.perf_counter()
+    first = compiled.attribute(images, targets)
+    seconds = time.perf_counter() - start
+    difference = float((first - eager).abs().max())
+    scale = float(eager.abs().max())
+    detail = f"max difference {difference:.1e} (max |map| {scale:.1e}); first call {seconds:.0f} s"
+    if difference > 1e-4 * scale:
+        raise AssertionError(detail)
     return detail
 
 
@@ -380,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         ("DAVE twice, bitwise", lambda: check_bitwise(settings, model, images, targets)),
         ("gradient checkpointing", lambda: check_checkpointing(settings, model, images, targets)),
         ("bf16 autocast vs float32", lambda: check_bf16(settings, model, images, targets)),
+        ("DAVE(compile=True) vs eager", lambda: check_compiled(settings, model, images, targets)),
     ]
     results.extend(_run(name, check) for name, check in checks)
     if args.no_pytest:
