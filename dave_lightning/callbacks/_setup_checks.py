@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dave_lightning.attributor import check_logits
+from dave_lightning._common import check_class_indices, check_logits
 from dave_lightning.callbacks._precision import float32_network
 from dave_lightning.callbacks._training_state import preserved_training_state
-from dave_lightning.errors import BadInputError, ConfigurationError, UnsupportedModelError
+from dave_lightning.errors import ConfigurationError, UnsupportedModelError
 
 __all__ = [
     "check_against_images",
@@ -259,10 +259,5 @@ def check_network_output(
         output: Any = network(images[:1].to(parameter.device, parameter.dtype))
     width = check_logits(output).shape[1]
     if labels is not None and len(labels):
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= width:
-            raise BadInputError.for_argument(
-                "batch labels",
-                f"class indices in [0, {width}) (the width of the model's output)",
-                f"indices from {low} to {high}",
-            )
+        expected = f"class indices in [0, {width}) (the width of the model's output)"
+        check_class_indices(labels, width, "batch labels", expected)
