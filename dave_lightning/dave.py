@@ -174,14 +174,14 @@ class DAVE(Attributor):
     ``autocast="bf16"``). The issue that asked for bf16 by default on GPUs reports bf16 maps
     correlating 0.996 with float32 maps of the same seed on an H200, but that was not
     re-measured with this code (no GPU at hand), so the default stays float32. ``compile=True``
-    runs the model's forward and backward in effective mode through ``torch.compile``: the maps
-    equal the eager ones to float tolerance, the first call pays the compilation, one graph
-    serves every pass size (see :mod:`dave_lightning._compiled_forward`). Each pass agrees
-    with eager to about 1e-6 of the gradient's largest value (the mean aggregation's maps too);
-    the robust aggregation's trimming can flip for the odd element within rounding of its
-    threshold (14 of 1.2 million elements in one ViT-Ti/16 run, up to 4 % of the map's maximum
-    there). On a shared 2-core CPU (ViT-Ti/16, 8 images, N = 16) it took 0.93x eager's time after
-    a 20 s first call; on a GPU it has not been measured.
+    runs the model's forward and backward in effective mode through ``torch.compile``: the first
+    call pays the compilation, one graph serves every pass size (see
+    :mod:`dave_lightning._compiled_forward`). Each pass agrees with eager to about 1e-6 of the
+    gradient's largest value (the mean aggregation's maps too); the robust aggregation's trimming
+    is discontinuous, so the odd element within rounding of its threshold flips (14 of 1.2
+    million elements in one ViT-Ti/16 run, where the maps differed by up to 4–6 % of their
+    maximum). On 2 quiet CPU cores (ViT-Ti/16, 8 images, N = 16) it took 0.94x eager's time
+    after a 20 s first call; on a GPU it has not been measured.
 
     With ``noise_alpha="auto"`` the level is measured on the model (see
     :func:`~dave_lightning.calibrate_noise_alpha`, keyed by the same ``seed`` and ``image_ids``):
