@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from dave_lightning.callbacks._config import MonitorConfig
 from dave_lightning.callbacks._probe import Probe, rank_positions
 from dave_lightning.data import make_grids
 
-__all__ = ["GridSet", "build_grid_set"]
+__all__ = ["GridSet", "Grids", "build_grid_set"]
 
 
 @dataclass
@@ -74,3 +75,51 @@ def build_grid_set(
         return None, batch.reason
     ids = -(torch.arange(len(batch)) + 1)
     return GridSet(batch.images.cpu(), batch.targets.cpu(), batch.explain_cells.cpu(), ids), None
+
+
+class Grids:
+    """The monitor's GridPG grids: built once per probe, or at every evaluation with a filter.
+
+    With ``grid_min_confidence`` set the grids depend on the network, so they are rebuilt at
+    every evaluation; otherwise only for a new probe (after :meth:`forget`). When no grid can be
+    formed, GridPG is skipped with one warning per monitor.
+
+    Args:
+        config: The monitor's options (``metrics``, the grid options, ``seed``).
+
+    Attributes:
+        grid_set: The grids of the last build (``None`` before it or when none could be formed).
+    """
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+        self.grid_set: GridSet | None = None
+        self._built = False
+        self._warned = False
+
+    def forget(self) -> None:
+        """Build again at the next :meth:`share` (a new probe or a restored state)."""
+        self._built = False
+
+    def share(
+        self,
+        trainer: Any,
+        probe: Probe,
+        network: nn.Module,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> GridSet | None:
+        """This process's share of the grids, built first when due (``None``: no GridPG)."""
+        if "grid_pg" not in self.config.metrics:
+            return None
+        if not self._built or self.config.grid_min_confidence is not None:
+            self.grid_set, reason = build_grid_set(probe, network, self.config)
+            self._built = True
+            if self.grid_set is None and not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"AttributionMonitor: GridPG is skipped: {reason}", UserWarning, stacklevel=2
+                )
+        if self.grid_set is None:
+            return None
+        return self.grid_set.share(trainer, device, dtype)

@@ -26,7 +26,8 @@ from dave_lightning.callbacks._evaluation import (
     build_attributor,
 )
 from dave_lightning.callbacks._failures import AbandonedError, FailureGuard, MonitorError
-from dave_lightning.callbacks._grids import GridSet, build_grid_set
+from dave_lightning.callbacks._grids import Grids
+from dave_lightning.callbacks._noise_level import NoiseLevel
 from dave_lightning.callbacks._precision import float32_network
 from dave_lightning.callbacks._probe import Probe, probe_still_in, rank_positions, select_probe
 from dave_lightning.callbacks._progress import EvaluationProgress
@@ -37,7 +38,6 @@ from dave_lightning.callbacks._publish import (
     log_epoch_figures,
     logging_step,
     send_scalars,
-    sensitivity_scalars,
 )
 from dave_lightning.callbacks._runs import MethodRuns, summary_writers
 from dave_lightning.callbacks._schedule import Schedule, schedule_warnings
@@ -79,13 +79,13 @@ class MonitorHooks:
         self.last_seconds: dict[str, float] = {}
         self._network: nn.Module | None = None
         self._evaluation: Evaluation | None = None
-        self._grids: GridSet | None = None
-        self._grids_built = False
+        self.grids = Grids(config)
         self._warned: set[str] = set()
         self._layout_written = False
         self.runs = MethodRuns()
-        self.fixed_noise_alpha: float | None = None
-        self.recalibrated_noise_alpha: float | None = None
+        self.noise_level = NoiseLevel(
+            config.noise_alpha == "auto", config.recalibrate_noise_every_evaluation
+        )
         self.schedule = Schedule(config.every_n_epochs, config.every_n_validations)
         self._patch_size: tuple[int, int] | None = None
         self._validation_checked = False
@@ -102,6 +102,24 @@ class MonitorHooks:
     @num_failures.setter
     def num_failures(self, count: int) -> None:
         self.guard.count = count
+
+    @property
+    def fixed_noise_alpha(self) -> float | None:
+        """DAVE's level in use under ``noise_alpha="auto"`` (see :class:`NoiseLevel`)."""
+        return self.noise_level.fixed
+
+    @fixed_noise_alpha.setter
+    def fixed_noise_alpha(self, level: float | None) -> None:
+        self.noise_level.fixed = level
+
+    @property
+    def recalibrated_noise_alpha(self) -> float | None:
+        """What DAVE's last calibration chose under ``noise_alpha="auto"`` (the drift signal)."""
+        return self.noise_level.recalibrated
+
+    @recalibrated_noise_alpha.setter
+    def recalibrated_noise_alpha(self, level: float | None) -> None:
+        self.noise_level.recalibrated = level
 
     @property
     def state_key(self) -> str:
@@ -198,7 +216,7 @@ class MonitorHooks:
                 f"{len(self.history)} earlier history rows explain other images.",
             )
         self.probe = probe
-        self._grids_built = False
+        self.grids.forget()
 
     def _probe_still_in(self, loader: Any) -> bool:
         assert self.probe is not None
@@ -376,7 +394,7 @@ class MonitorHooks:
                 positions = rank_positions(trainer, len(self.probe))
                 share = self.probe.select(positions)
                 share.images = images[positions.to(device)]
-                grids = self._grid_share(trainer, network, device, dtype)
+                grids = self.grids.share(trainer, self.probe, network, device, dtype)
                 total = self._evaluation.progress_steps(grids is not None) + int(calibrates)
                 progress.shrink(self._evaluation.progress_steps(True) + int(calibrates) - total)
                 keep = positions < self.config.log_images
@@ -390,20 +408,15 @@ class MonitorHooks:
     def _compute(self) -> tuple[dict[str, MethodScores], Tensor | None]:
         """Synchronise and compute every metric (a collective), plus DAVE's calibration.
 
-        With ``noise_alpha="auto"`` DAVE's scores also hold the level in use (``noise_alpha``),
-        what a re-calibration now chooses (``noise_alpha_recalibrated``) and this evaluation's
-        sensitivity curve (``noise_sensitivity/t_0.30``: retained score per level).
+        With ``noise_alpha="auto"`` DAVE's scores also hold :meth:`NoiseLevel.scalars`.
         """
         assert self._evaluation is not None
-        results, reference = self._evaluation.compute(self._has_regions(), self._grids is not None)
+        has_grids = self.grids.grid_set is not None
+        results, reference = self._evaluation.compute(self._has_regions(), has_grids)
         dave = self._auto_dave()
-        if dave is not None and dave.noise_alpha is not None:
-            scalars = results.setdefault("dave", MethodScores()).scalars
-            scalars["noise_alpha"] = dave.noise_alpha
-            if self.recalibrated_noise_alpha is not None:
-                scalars["noise_alpha_recalibrated"] = self.recalibrated_noise_alpha
-            if dave.calibration is not None:
-                scalars.update(sensitivity_scalars(dave.calibration))
+        noise_scalars = {} if dave is None else self.noise_level.scalars(dave)
+        if noise_scalars:
+            results.setdefault("dave", MethodScores()).scalars.update(noise_scalars)
         return results, reference
 
     def _targets(self, network: nn.Module, images: Tensor) -> Tensor:
@@ -415,42 +428,16 @@ class MonitorHooks:
         return network(images).argmax(dim=1)
 
     def _auto_dave(self) -> DAVE | None:
-        attributor = None if self._evaluation is None else self._evaluation.attributors.get("dave")
-        if self.config.noise_alpha == "auto" and isinstance(attributor, DAVE):
-            return attributor
-        return None
+        """The DAVE attributor whose level :attr:`noise_level` sets (else ``None``)."""
+        if self._evaluation is None:
+            return None
+        return self.noise_level.dave(self._evaluation.attributors)
 
     def _calibrate(self, images: Tensor, targets: Tensor) -> None:
-        """With ``noise_alpha="auto"``: measure DAVE's level on the whole probe (every rank alike).
-
-        The first level is kept (:attr:`fixed_noise_alpha`) unless
-        ``recalibrate_noise_every_evaluation``; what this evaluation would choose is kept in
-        :attr:`recalibrated_noise_alpha` and logged as a drift signal.
-        """
+        """With ``noise_alpha="auto"``: set DAVE's level (see :meth:`NoiseLevel.calibrate`)."""
         dave = self._auto_dave()
-        if dave is None or self.probe is None:
-            return
-        self.recalibrated_noise_alpha = dave.calibrate(
-            images, targets, image_ids=self.probe.indices
-        )
-        if self.config.recalibrate_noise_every_evaluation or self.fixed_noise_alpha is None:
-            self.fixed_noise_alpha = self.recalibrated_noise_alpha
-        dave.noise_alpha = self.fixed_noise_alpha
-
-    def _grid_share(
-        self, trainer: Any, network: nn.Module, device: torch.device, dtype: torch.dtype
-    ) -> GridSet | None:
-        if "grid_pg" not in self.config.metrics:
-            return None
-        assert self.probe is not None
-        if not self._grids_built or self.config.grid_min_confidence is not None:
-            self._grids, reason = build_grid_set(self.probe, network, self.config)
-            self._grids_built = True
-            if self._grids is None:
-                self._warn_once("grid", f"AttributionMonitor: GridPG is skipped: {reason}")
-        if self._grids is None:
-            return None
-        return self._grids.share(trainer, device, dtype)
+        if dave is not None and self.probe is not None:
+            self.noise_level.calibrate(dave, images, targets, self.probe.indices)
 
     def _has_regions(self) -> bool:
         return self.probe is not None and (
@@ -560,7 +547,7 @@ class MonitorHooks:
             "probe": None if self.probe is None else self.probe.state(),
             "history": list(self.history),
             "num_failures": self.num_failures,
-            "fixed_noise_alpha": self.fixed_noise_alpha,
+            **self.noise_level.state(),
             "schedule": self.schedule.state(),
         }
 
@@ -570,10 +557,9 @@ class MonitorHooks:
         self.probe = None if probe is None else Probe.from_state(probe)
         self.history = list(state.get("history", []))
         self.num_failures = int(state.get("num_failures", 0))
-        fixed = state.get("fixed_noise_alpha")
-        self.fixed_noise_alpha = None if fixed is None else float(fixed)
+        self.noise_level.load(state)
         self.schedule.load(state.get("schedule", {}))
-        self._grids_built = False
+        self.grids.forget()
 
 
 MonitorHooks.__init__.__signature__ = monitor_signature()  # type: ignore[attr-defined]

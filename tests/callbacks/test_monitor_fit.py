@@ -111,8 +111,8 @@ def test_full_resolution_grids_are_twice_the_input_size(tmp_path: Path) -> None:
     )
     pl.seed_everything(0, verbose=False)
     trainer(tmp_path, [monitor], max_epochs=1).fit(_DynamicClassifier(), *loaders())
-    assert monitor._grids is not None
-    assert tuple(monitor._grids.images.shape[-2:]) == (64, 64)
+    assert monitor.grids.grid_set is not None
+    assert tuple(monitor.grids.grid_set.images.shape[-2:]) == (64, 64)
     assert 0 <= monitor.history[-1]["explain/gradient/grid_pg"] <= 1
 
 
