@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+import timm.models.vision_transformer as timm_vit
 import torch
 
 
@@ -35,3 +37,17 @@ def deterministic_algorithms(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn_only)
+
+
+@pytest.fixture
+def checkpointed_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the checkpointed block sequences timm runs (so no test passes vacuously)."""
+    calls: list[int] = []
+    original: Callable[..., Any] = timm_vit.checkpoint_seq
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(timm_vit, "checkpoint_seq", counting)
+    return calls

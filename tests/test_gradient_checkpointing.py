@@ -7,11 +7,9 @@ effective mode's value-only attention must take the same route there as in the f
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-import timm.models.vision_transformer as timm_vit
 import torch
 from torch import nn
 
@@ -28,20 +26,6 @@ RUN_WITHOUT_CHECKPOINTING = {
     "legrad": "switches checkpointing off for its own pass (its per-block hooks would replay)",
     "random": "never runs the model",
 }
-
-
-@pytest.fixture
-def checkpointed_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the checkpointed block sequences timm runs (so no test passes vacuously)."""
-    calls: list[int] = []
-    original: Callable[..., Any] = timm_vit.checkpoint_seq
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(timm_vit, "checkpoint_seq", counting)
-    return calls
 
 
 def _model(fused: bool) -> nn.Module:
