@@ -23,8 +23,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dave_lightning._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "DEFAULT_NOISE_LEVEL": "dave_lightning.baselines.smoothgrad",
@@ -52,18 +53,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dave_lightning.baselines' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from dave_lightning.baselines.effective_gradient import EffectiveInputXGradient
