@@ -5,9 +5,11 @@ Checks, each reported PASS / FAIL / SKIP with its figures:
 1. ``fit``: ``Trainer(deterministic=True, precision="bf16-mixed")`` fits a tiny timm ViT on the
    embedded SyntheticShapes data with ``AttributionMonitor(methods=["dave", "gradient"])``; every
    ``explain/{method}/{metric}`` scalar reaches ``trainer.callback_metrics`` and TensorBoard, one
-   evaluation per epoch, and ``explain/failures`` is absent or 0.
+   evaluation per epoch, ``explain/failures`` is absent or 0, and the monitor's default
+   ``autocast="auto"`` attributed in bf16 on a GPU with native bf16 (float32 elsewhere).
 2. ``bitwise``: DAVE twice on the trained model under ``torch.use_deterministic_algorithms(True)``
-   gives bitwise equal maps (without the flag: printed, not judged).
+   gives bitwise equal maps, in bf16 autocast and in float32 (without the flag: printed, not
+   judged).
 3. ``checkpointing``: DAVE and effective input×gradient with ``set_grad_checkpointing(True)``
    equal the maps without it.
 4. ``bf16``: DAVE under bf16 autocast against float32 DAVE: the correlation with float32 maps of
@@ -49,6 +51,7 @@ from typing import Any
 import pytorch_lightning as pl
 import timm
 import torch
+from bf16_fidelity import correlation
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor, nn
@@ -58,6 +61,7 @@ from dave_lightning import DAVE, get_attributor
 from dave_lightning.callbacks import AttributionMonitor
 from dave_lightning.data import SyntheticShapes
 from dave_lightning.demo.classifier import ImageClassifier
+from dave_lightning.precision import autocast_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("dave", "gradient")
@@ -195,6 +199,8 @@ def check_fit(settings: Settings, device: torch.device, work: Path) -> tuple[str
         problems.append(f"explain/failures = {failures:g}")
     if len(monitor.history) != settings.epochs:
         problems.append(f"{len(monitor.history)} evaluations in {settings.epochs} epochs")
+    if monitor.autocast_dtype != autocast_dtype("auto", device):
+        problems.append(f"the default autocast resolved to {monitor.autocast_dtype} on {device}")
     if problems:
         said = sorted({str(w.message).splitlines()[0] for w in caught})
         raise AssertionError("; ".join(problems) + "\nwarnings during fit:\n" + "\n".join(said))
@@ -203,7 +209,7 @@ def check_fit(settings: Settings, device: torch.device, work: Path) -> tuple[str
     detail = (
         f"{settings.epochs} epochs, {len(monitor.history)} evaluations, "
         f"{len(expected)} scalars logged, no failures; val_acc {accuracy:.2f}, "
-        f"dave grid_pg {dave_grid:.2f}"
+        f"dave grid_pg {dave_grid:.2f}; attributed in {monitor.autocast_dtype or torch.float32}"
     )
     network: nn.Module = module.model
     return detail, network.float().to(device).eval()
@@ -218,12 +224,15 @@ def _probe(settings: Settings, device: torch.device, model: nn.Module) -> tuple[
 
 
 def check_bitwise(settings: Settings, model: nn.Module, images: Tensor, targets: Tensor) -> str:
-    dave = DAVE(model, num_samples=settings.num_samples, seed=0)
-    with deterministic(True):
-        first, second = dave.attribute(images, targets), dave.attribute(images, targets)
-    if not torch.equal(first, second):
-        difference = float((first - second).abs().max())
-        raise AssertionError(f"two calls under the flag differ by up to {difference:.1e}")
+    for dtype in (torch.bfloat16, None):  # the GPU default, then float32
+        dave = DAVE(model, num_samples=settings.num_samples, seed=0, autocast_dtype=dtype)
+        with deterministic(True):
+            first, second = dave.attribute(images, targets), dave.attribute(images, targets)
+        if not torch.equal(first, second):
+            difference = float((first - second).abs().max())
+            raise AssertionError(
+                f"{dtype or 'float32'}: two calls under the flag differ by up to {difference:.1e}"
+            )
     with deterministic(False):
         third, fourth = dave.attribute(images, targets), dave.attribute(images, targets)
     unflagged = (
@@ -231,7 +240,7 @@ def check_bitwise(settings: Settings, model: nn.Module, images: Tensor, targets:
         if torch.equal(third, fourth)
         else f"differ by {float((third - fourth).abs().max()):.1e}"
     )
-    return f"under the flag: bitwise equal; without it (not judged): {unflagged}"
+    return f"under the flag: bitwise equal (bf16, float32); without it (not judged): {unflagged}"
 
 
 def check_checkpointing(
@@ -258,15 +267,6 @@ def check_checkpointing(
     return "; ".join(details)
 
 
-def _correlation(first: Tensor, second: Tensor) -> float:
-    """Mean over images of the Pearson correlation of two maps."""
-    a = first.flatten(1).double()
-    b = second.flatten(1).double()
-    a = a - a.mean(dim=1, keepdim=True)
-    b = b - b.mean(dim=1, keepdim=True)
-    return float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).mean())
-
-
 def check_bf16(settings: Settings, model: nn.Module, images: Tensor, targets: Tensor) -> str:
     samples = settings.num_samples
 
@@ -276,9 +276,9 @@ def check_bf16(settings: Settings, model: nn.Module, images: Tensor, targets: Te
         )
 
     float32, float32_other, bf16 = dave(0, None), dave(1, None), dave(0, torch.bfloat16)
-    same_seed = _correlation(bf16, float32)
-    other_seed = _correlation(bf16, float32_other)
-    seed_to_seed = _correlation(float32, float32_other)
+    same_seed = correlation(bf16, float32)
+    other_seed = correlation(bf16, float32_other)
+    seed_to_seed = correlation(float32, float32_other)
     detail = (
         f"N={samples}: corr(bf16, fp32 same seed) {same_seed:.3f}; corr(bf16, fp32 other seed) "
         f"{other_seed:.3f} vs fp32 seed-to-seed {seed_to_seed:.3f}"

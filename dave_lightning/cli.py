@@ -54,6 +54,13 @@ def _add_explain(commands: Any) -> argparse.ArgumentParser:
         help="extra timm.create_model argument, e.g. img_size=64 (repeatable)",
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--autocast",
+        choices=["auto", "off", "bf16", "fp16"],
+        default="auto",
+        help="precision: auto (default) is bf16 on a GPU with native bf16, else float32; "
+        "off is float32",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNGs")
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: on a terminal)"
@@ -201,6 +208,7 @@ def _explain(args: argparse.Namespace) -> int:
         num_classes=args.num_classes,
         model_kwargs=dict(args.model_arg),
         device=args.device,
+        autocast=None if args.autocast == "off" else args.autocast,
         progress=False if args.no_progress else None,
         signed=args.signed,
     )

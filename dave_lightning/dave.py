@@ -168,14 +168,12 @@ class DAVE(Attributor):
     Speed: the passes hold ``max_batch_size`` inputs, by default ``"auto"``, a size that fits
     the device and the model (rule below, measured with ``benchmarks/bench_dave.py --sweep``).
     The robust aggregation runs in NumPy on the CPU and with ``torch.median`` elsewhere; off the
-    CPU all slots' noise is one counter-based draw. Precision: float32 by default on every
-    device (so CPU and GPU maps differ only by rounding and the noise draw), also in the monitor
-    and ``explain``; bfloat16 is opt-in (``autocast_dtype=torch.bfloat16``, the monitor's
-    ``autocast="bf16"``). The issue that asked for bf16 by default on GPUs reports bf16 maps
-    correlating 0.996 with float32 maps of the same seed on an H200, but that was not
-    re-measured with this code (no GPU at hand), so the default stays float32. ``compile=True``
-    runs the model's forward and backward in effective mode through ``torch.compile``: the first
-    call pays the compilation, one graph serves every pass size (see
+    CPU all slots' noise is one counter-based draw. Precision: float32 unless
+    ``autocast_dtype`` asks for autocast; the monitor and ``explain`` ask for bfloat16 by default
+    on a GPU with native bf16, whose maps were measured as faithful as float32's (see
+    :mod:`dave_lightning.precision`). ``compile=True`` runs the model's forward and backward in
+    effective mode through ``torch.compile``: the first call pays the compilation, one graph
+    serves every pass size (see
     :mod:`dave_lightning._compiled_forward`). Each pass agrees with eager to about 1e-6 of the
     gradient's largest value (the mean aggregation's maps too); the robust aggregation's trimming
     is discontinuous, so the odd element within rounding of its threshold flips (14 of 1.2

@@ -43,6 +43,7 @@ from dave_lightning.errors import (
     UnsupportedModelError,
 )
 from dave_lightning.image_files import load_rgb
+from dave_lightning.precision import AUTOCAST_CHOICES, autocast_dtype
 from dave_lightning.registry import available_attributors, get_attributor
 
 __all__ = [
@@ -97,6 +98,9 @@ class ExplainOptions:
     num_classes: int | None = None
     model_kwargs: Mapping[str, Any] | None = None
     device: str = "cpu"
+    autocast: str | None = "auto"
+    """``"auto"``: bfloat16 autocast on a CUDA GPU with native bf16, else float32
+    (:mod:`dave_lightning.precision`); ``None``: float32; ``"bf16"``/``"fp16"``: that autocast."""
     progress: bool | None = None
     """A progress bar per image on stderr: ``None`` shows it when stderr is a terminal."""
     signed: bool = False
@@ -355,10 +359,11 @@ def _progress_bar(options: ExplainOptions, total: int) -> Any:
     return tqdm(total=total, desc=f"explain ({options.method})", unit="image", disable=disable)
 
 
-def _attributor(options: ExplainOptions, model: nn.Module) -> Attributor:
+def _attributor(options: ExplainOptions, model: nn.Module, device: torch.device) -> Attributor:
     method_options = {"num_samples": options.num_samples} if options.method == "dave" else {}
+    dtype = autocast_dtype(options.autocast, device)
     try:
-        return get_attributor(options.method, model, **method_options)
+        return get_attributor(options.method, model, autocast_dtype=dtype, **method_options)
     except UnsupportedModelError as error:
         first = first_line(error).partition(";")[0].rstrip(":")
         raise ExplainError(f"{first}: {_VIT_HINT.format(method=options.method)}") from None
@@ -420,6 +425,9 @@ def _check_options(options: ExplainOptions) -> None:
         raise ExplainError(
             f"--target must be 'pred' or a class index (0, 1, ...), not {options.target!r}"
         )
+    if options.autocast not in AUTOCAST_CHOICES:
+        choices = ", ".join("off" if choice is None else choice for choice in AUTOCAST_CHOICES)
+        raise ExplainError(f"--autocast must be one of {choices}, not {options.autocast!r}")
     _check_method(options.method)
     _device(options.device)
     try:
@@ -451,7 +459,7 @@ def explain_images(options: ExplainOptions) -> list[Path]:
     pictures = [_load_image(Path(path)) for path in options.images]
     model, class_names = build_model(options)
     device = _to_device(model, options.device)
-    attributor = _attributor(options, model)
+    attributor = _attributor(options, model, device)
     images, config = preprocess(pictures, model)
     images = images.to(device)
     with torch.no_grad():

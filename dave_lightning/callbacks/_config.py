@@ -22,6 +22,7 @@ from dave_lightning.callbacks._setup_checks import check_figure_dir
 from dave_lightning.dave import DAVE, check_noise_alpha
 from dave_lightning.errors import BadInputError, ConfigurationError
 from dave_lightning.metrics import DeletionOptions
+from dave_lightning.precision import AUTOCAST_CHOICES
 from dave_lightning.registry import available_attributors
 from dave_lightning.transforms import LocalTransformDistribution
 
@@ -55,7 +56,6 @@ _DELETION_NAMES = {
     "seed": "seed",
 }
 """The monitor's name of each :class:`DeletionOptions` field it sets."""
-_AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
 
 
 def _fail(name: str, expected: str, received: Any) -> ConfigurationError:
@@ -125,7 +125,7 @@ class MonitorConfig:
     on_error: str = "warn"
     batch_transform: Callable[[Any], Any] | None = None
     model_attribute: str | None = None
-    autocast: str | None = None
+    autocast: str | None = "auto"
     display_mean: Sequence[float] | None = None
     display_std: Sequence[float] | None = None
     dataloader_idx: int = 0
@@ -166,7 +166,7 @@ class MonitorConfig:
         self._set("deletion", _deletion_options(self))
         check_choice("target", self.target, ("label", "pred"), error=ConfigurationError)
         check_choice("on_error", self.on_error, ("warn", "raise"), error=ConfigurationError)
-        check_choice("autocast", self.autocast, (None, *_AUTOCAST), error=ConfigurationError)
+        check_choice("autocast", self.autocast, AUTOCAST_CHOICES, error=ConfigurationError)
         self._check_method_options()
         if not isinstance(self.log_prefix, str) or not self.log_prefix.strip("/"):
             raise _fail("log_prefix", "a non-empty tag prefix such as 'explain'", self.log_prefix)
@@ -273,11 +273,6 @@ class MonitorConfig:
                 raise _fail(
                     "method_options['dave']", "no options that the monitor sets itself", clash
                 )
-
-    @property
-    def autocast_dtype_name(self) -> str | None:
-        """``"bfloat16"``/``"float16"`` when autocast is opted in, else ``None``."""
-        return None if self.autocast is None else _AUTOCAST[self.autocast]
 
     @property
     def forward_batch_size(self) -> int:

@@ -21,7 +21,7 @@ from dave_lightning.callbacks._probe import Probe
 from dave_lightning.callbacks._training_state import preserved_training_state
 from dave_lightning.registry import get_attributor
 
-__all__ = ["Evaluation", "MethodScores", "Outcome", "build_attributor", "build_attributors"]
+__all__ = ["Evaluation", "MethodScores", "Outcome", "build_attributor"]
 
 RANDOM_ORDER = "random_order"
 """Name of the deletion reference line (pixels removed in random order)."""
@@ -54,17 +54,14 @@ class Outcome:
     figure_maps: dict[str, Tensor]
 
 
-def build_attributor(config: MonitorConfig, network: nn.Module, method: str) -> Attributor:
-    """The attributor of one configured method (raises on unsupported models or bad options)."""
-    dtype = (
-        None if config.autocast_dtype_name is None else getattr(torch, config.autocast_dtype_name)
-    )
-    return get_attributor(method, network, autocast_dtype=dtype, **config.options_for(method))
+def build_attributor(
+    config: MonitorConfig, network: nn.Module, method: str, autocast: torch.dtype | None
+) -> Attributor:
+    """The attributor of one configured method (raises on unsupported models or bad options).
 
-
-def build_attributors(config: MonitorConfig, network: nn.Module) -> dict[str, Attributor]:
-    """One attributor per configured method (raises on unsupported models or bad options)."""
-    return {method: build_attributor(config, network, method) for method in config.methods}
+    ``autocast`` is the monitor's ``autocast`` option resolved for the trainer's device.
+    """
+    return get_attributor(method, network, autocast_dtype=autocast, **config.options_for(method))
 
 
 def _no_progress(label: str) -> None:

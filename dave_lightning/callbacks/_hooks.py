@@ -59,6 +59,7 @@ from dave_lightning.callbacks._validation import (
 )
 from dave_lightning.dave import DAVE
 from dave_lightning.errors import BadInputError, ConfigurationError, UnsupportedModelError
+from dave_lightning.precision import autocast_dtype
 
 __all__ = ["MonitorHooks"]
 
@@ -88,6 +89,8 @@ class MonitorHooks:
         )
         self.schedule = Schedule(config.every_n_epochs, config.every_n_validations)
         self._patch_size: tuple[int, int] | None = None
+        self.autocast_dtype: torch.dtype | None = None
+        """``autocast`` resolved for the trainer's device at setup (``None``: float32)."""
         self._validation_checked = False
         self._recheck_data = False
 
@@ -137,7 +140,7 @@ class MonitorHooks:
             # a new fit counts from the start (a checkpoint, restored after setup, brings its own)
             self.schedule = Schedule(self.config.every_n_epochs, self.config.every_n_validations)
         if stage in ("fit", "validate"):
-            self.setup_monitor(pl_module)
+            self.setup_monitor(pl_module, trainer.strategy.root_device)
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Explain the probe set, score the maps, log everything."""
@@ -156,8 +159,12 @@ class MonitorHooks:
 
     # --- setup and probe -------------------------------------------------------------------------
 
-    def setup_monitor(self, pl_module: nn.Module) -> None:
-        """Resolve the network and build every attributor: configuration errors surface here."""
+    def setup_monitor(self, pl_module: nn.Module, device: torch.device | str = "cpu") -> None:
+        """Resolve the network and build every attributor: configuration errors surface here.
+
+        ``device`` is where the trainer will run the network (what ``autocast="auto"`` reads).
+        """
+        self.autocast_dtype = autocast_dtype(self.config.autocast, device)
         attribute = self.config.model_attribute
         network = resolve_network(pl_module, attribute, self.config.grid_full_resolution)
         self._network = network
@@ -169,7 +176,9 @@ class MonitorHooks:
         attributors = {}
         for method in self.config.methods:
             try:
-                attributors[method] = build_attributor(self.config, network, method)
+                attributors[method] = build_attributor(
+                    self.config, network, method, self.autocast_dtype
+                )
             except UnsupportedModelError as error:
                 if attribute is not None:
                     raise
@@ -235,7 +244,7 @@ class MonitorHooks:
             mean, std = self.display_stats(network)
             check_against_images(probe.images.shape, mean, std, self._patch_size)
             labels = probe.labels if self.config.target == "label" else None
-            check_network_output(network, probe.images, labels, self.config.autocast is None)
+            check_network_output(network, probe.images, labels, self.autocast_dtype is None)
         except (ConfigurationError, BadInputError):
             raise  # options or a batch layout that contradict the data: fix before training
         except Exception as error:
@@ -384,7 +393,7 @@ class MonitorHooks:
         )
         self._evaluation.progress = progress.advance
         try:
-            with float32_network(network, self.config.autocast is None):
+            with float32_network(network, self.autocast_dtype is None):
                 dtype = next(network.parameters()).dtype
                 images = self.probe.images.to(device=device, dtype=dtype)
                 targets = self._targets(network, images)
@@ -503,7 +512,7 @@ class MonitorHooks:
         assert self.probe is not None
         curve = self.calibration_curve()
         sensitivity = None if curve is None else (curve, self.fixed_noise_alpha)
-        with float32_network(network, self.config.autocast is None):
+        with float32_network(network, self.autocast_dtype is None):
             log_epoch_figures(
                 trainer,
                 self.config,

@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dave_lightning import BadInputError, ConfigurationError, UnsupportedModelError
+from dave_lightning import BadInputError, ConfigurationError, UnsupportedModelError, precision
 from dave_lightning.attributor import Attributor
 from dave_lightning.callbacks import AttributionMonitor, MonitorError
 from dave_lightning.registry import _REGISTRY, register_attributor
@@ -63,7 +63,7 @@ from tests.callbacks.helpers import (
             {"method_options": {"dave": {"num_samples": 4}}},
             r"no options that the monitor sets itself",
         ),
-        ({"autocast": "int8"}, r"`autocast`: expected one of None, 'bf16', 'fp16'"),
+        ({"autocast": "int8"}, r"`autocast`: expected one of None, 'auto', 'bf16', 'fp16'"),
         ({"log_prefix": ""}, r"`log_prefix`"),
         ({"display_mean": [0.5, 0.5, 0.5]}, r"display_mean/display_std"),
         (
@@ -278,10 +278,8 @@ def test_pred_targets_and_opt_in_autocast(tmp_path: Path, spy: type[Spy]) -> Non
 
 
 @pytest.mark.slow
-def test_float32_without_autocast_by_default_under_mixed_precision(
-    tmp_path: Path, spy: type[Spy]
-) -> None:
-    monitor = AttributionMonitor(methods=["spy"], **FAST)
+def test_float32_with_autocast_none_under_mixed_precision(tmp_path: Path, spy: type[Spy]) -> None:
+    monitor = AttributionMonitor(methods=["spy"], autocast=None, **FAST)
     run = trainer(tmp_path, [monitor], max_epochs=1, precision="bf16-mixed", logger=False)
     run.fit(TinyClassifier(), *loaders())
     calls = _probe_calls(spy)
@@ -290,3 +288,31 @@ def test_float32_without_autocast_by_default_under_mixed_precision(
     for call in calls:
         assert not call["autocast"]
         assert call["images_dtype"] == call["maps_dtype"] == torch.float32
+
+
+@pytest.mark.slow
+def test_default_autocast_is_bf16_exactly_where_the_trainer_device_has_it(
+    tmp_path: Path, spy: type[Spy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``autocast="auto"`` asks :func:`bf16_by_default` about the trainer's device, at setup."""
+    asked: list[torch.device] = []
+    for answer in (False, True):
+        spy.calls.clear()
+        asked.clear()
+
+        def bf16_here(device: torch.device | str, answer: bool = answer) -> bool:
+            asked.append(torch.device(device))
+            return answer
+
+        monkeypatch.setattr(precision, "bf16_by_default", bf16_here)
+        monitor = AttributionMonitor(methods=["spy"], **FAST)
+        run = trainer(tmp_path / str(answer), [monitor], max_epochs=1, logger=False)
+        run.fit(TinyClassifier(), *loaders())
+        assert asked == [run.strategy.root_device]
+        calls = _probe_calls(spy)
+        assert calls
+        assert monitor.autocast_dtype == (torch.bfloat16 if answer else None)
+        for call in calls:
+            assert call["autocast"] is answer
+            if answer:
+                assert call["autocast_dtype"] == torch.bfloat16

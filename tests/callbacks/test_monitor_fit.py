@@ -92,9 +92,12 @@ def test_training_is_bit_for_bit_unchanged_by_the_monitor(tmp_path: Path) -> Non
 
 def test_patch_artifact_equals_the_metric_on_the_same_maps(tmp_path: Path) -> None:
     monitor = AttributionMonitor(methods=["gradient"], metrics=["patch_artifact"], **FAST)
-    _, model = _fit(tmp_path, [monitor], max_epochs=1)
-    model.eval()
-    maps = get_attributor("gradient", model).attribute(monitor.probe.images, monitor.probe.labels)
+    run, model = _fit(tmp_path, [monitor], max_epochs=1)
+    model.eval().to(run.strategy.root_device)  # where the monitor ran, in its precision
+    gradient = get_attributor("gradient", model, autocast_dtype=monitor.autocast_dtype)
+    maps = gradient.attribute(
+        monitor.probe.images.to(run.strategy.root_device), monitor.probe.labels
+    )
     expected = patch_artifact_score(maps, patch_size=8).mean()
     assert monitor.history[-1]["explain/gradient/patch_artifact"] == pytest.approx(float(expected))
 
@@ -157,7 +160,7 @@ def test_auto_noise_alpha_is_fixed_at_the_first_evaluation_and_drift_is_logged(
     monitor = AttributionMonitor(
         methods=["dave"], metrics=["energy_pg"], noise_alpha="auto", **FAST
     )
-    _, model = _fit(tmp_path, [monitor])
+    run, model = _fit(tmp_path, [monitor])
     levels = [round(0.1 * k, 1) for k in range(10)]
     used = [row["explain/dave/noise_alpha"] for row in monitor.history]
     again = [row["explain/dave/noise_alpha_recalibrated"] for row in monitor.history]
@@ -175,9 +178,14 @@ def test_auto_noise_alpha_is_fixed_at_the_first_evaluation_and_drift_is_logged(
     assert {"explain/noise_alpha", "explain/noise_alpha_recalibrated"} <= set(
         dave_run.Tags()["scalars"]
     )
-    model.eval()
-    expected = get_attributor("dave", model, noise_alpha="auto", num_samples=3).calibrate(
-        monitor.probe.images, monitor.probe.labels, image_ids=monitor.probe.indices
+    model.eval().to(run.strategy.root_device)  # where the monitor ran, in its precision
+    dave = get_attributor(
+        "dave", model, noise_alpha="auto", num_samples=3, autocast_dtype=monitor.autocast_dtype
+    )
+    expected = dave.calibrate(
+        monitor.probe.images.to(run.strategy.root_device),
+        monitor.probe.labels,
+        image_ids=monitor.probe.indices,
     )
     assert expected == pytest.approx(again[-1])
 

@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from dave_lightning.cli import main
 from dave_lightning.demo.run import DemoConfig, fit_classifier
 from dave_lightning.explain import (
+    ExplainError,
     ExplainOptions,
     ModelCreationError,
     build_model,
@@ -236,3 +237,55 @@ def test_explain_signed_draws_both_signs(tmp_path: Path, monkeypatch: pytest.Mon
     assert main(["explain", *arguments, *tiny, "--signed"]) == 0
     assert main(["explain", *arguments, *tiny]) == 0
     assert seen == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("flag", "bf16_here", "expected"),
+    [
+        ([], False, None),  # auto on a device without native bf16: float32
+        ([], True, torch.bfloat16),  # auto on one with it
+        (["--autocast", "off"], True, None),
+        (["--autocast", "bf16"], False, torch.bfloat16),
+    ],
+)
+def test_explain_autocast_reaches_the_attributor(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flag: list[str],
+    bf16_here: bool,
+    expected: torch.dtype | None,
+) -> None:
+    import dave_lightning.explain as explain
+    from dave_lightning import precision
+
+    asked: list[torch.device] = []
+    built: list[Any] = []
+
+    def bf16_by_default(device: torch.device | str) -> bool:
+        asked.append(torch.device(device))
+        return bf16_here
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        attributor = original(*args, **kwargs)
+        built.append(attributor)
+        return attributor
+
+    original = explain.get_attributor
+    monkeypatch.setattr(precision, "bf16_by_default", bf16_by_default)
+    monkeypatch.setattr(explain, "get_attributor", recording)
+    image = _picture(tmp_path / "x.png", 32, 32)
+    arguments = [str(image), "--model", "vit_tiny_patch16_224", "--method", "gradient"]
+    arguments += ["--num-classes", "3", "--no-progress", "--out", str(tmp_path / "out")]
+    tiny = [f"--model-arg={key}={value}" for key, value in TINY.items()]
+    assert main(["explain", *arguments, *tiny, *flag]) == 0
+    (attributor,) = built
+    assert attributor.autocast_dtype == expected
+    assert asked == ([torch.device("cpu")] if not flag else [])
+
+
+def test_explain_refuses_an_unknown_autocast_before_any_work(tmp_path: Path) -> None:
+    options = ExplainOptions(images=[tmp_path / "missing.png"], out=tmp_path, autocast="int8")
+    with pytest.raises(
+        ExplainError, match=r"^--autocast must be one of off, auto, bf16, fp16, not 'int8'$"
+    ):
+        explain_images(options)
