@@ -77,7 +77,7 @@ def test_the_mode_reroutes_only_constant_queries_and_keys_without_dropout():
     assert not _rerouted(q_grad=True)  # q's gradient is wanted: the library computes it
     assert not _rerouted(dropout_p=0.5)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not _rerouted()  # measured slower than the library's bf16 kernel on the CPU
+        assert _rerouted()  # under autocast too (bench_step1.py: 0.72-0.75x plain vs 0.96x)
     with torch.no_grad():
         q, k, v = _qkv()
         with ValueOnlyAttentionMode():
