@@ -6,19 +6,21 @@ Their ``autocast`` option takes ``"auto"`` (the default), ``None`` (float32, aut
 :class:`~dave_lightning.DAVE` and the other attributors themselves keep float32 unless asked
 (``autocast_dtype=``): the choice is made where the device is known.
 
-Why (``benchmarks/bf16_fidelity.py``, N = 64, DAVE on the same images in both precisions with
-two seeds; run on a CPU with AVX512-BF16, whose bf16 matmuls accumulate in float32 as cuBLAS's do):
-bf16's error is lost in DAVE's own Monte-Carlo noise. A bf16 map correlates with another seed's
-float32 map exactly as two float32 seeds do: 0.789 against 0.789 and 0.942 against 0.943 on the
-demo's two trained ViTs (same seed: 0.995 and 0.998), 0.530 against 0.529 on a random-weight
-ViT-S/16 at 224 on photographs (same seed: 0.936). On the trained ViTs the monitor's metrics
-moved by at most 0.2 points in bf16, against up to 1 point between two float32 seeds. The issue
-that asked for this measured the same on an H200 with a trained ViT (0.996 same seed; 0.818
-against 0.819) and bf16 DAVE 3.8 times faster than float32 there (ViT-B/16, N = 50).
+Why (``benchmarks/bf16_fidelity.py --timm vit_small_patch16_224 --threads 2``: N = 64, DAVE on
+the same images in both precisions with two seeds; run on a CPU with AVX512-BF16, whose bf16
+matmuls accumulate in float32 as cuBLAS's do): bf16's error is lost in DAVE's own Monte-Carlo
+noise. A bf16 map correlates with another seed's float32 map as two float32 seeds do: 0.785
+against 0.785 and 0.942 against 0.943 on the demo's two trained ViTs (same seed: 0.995 and
+0.998), 0.529 against 0.529 on a random-weight ViT-S/16 at 224 on photographs (same seed: 0.936).
+On the trained ViTs the monitor's metrics moved by at most 0.5 ± 0.4 points in bf16, against up
+to 4.6 ± 2.4 points between two float32 seeds. The issue that asked for this measured the same
+on an H200 with a trained ViT (0.996 same seed; 0.818 against 0.819) and bf16 DAVE 3.8 times
+faster than float32 there (ViT-B/16, N = 50).
 
-The CPU keeps float32: there bf16's speed depends on the instruction set and the model. On that
-CPU it took 0.52 times float32's time for ViT-S/16 at 224 but 1.3-1.4 times for the demo's small
-ViT, and a CPU without native bf16 emulates it. Ask for it there with ``"bf16"``.
+The CPU keeps float32: whether bf16 is faster there depends on the chip. On that CPU (native
+bf16) DAVE took 0.59x float32's time for ViT-S/16 at 224 and 0.82-0.85x for the demo's small
+ViT; a CPU without native bf16 emulates it, and torch has no public way to tell them apart.
+Ask for it there with ``"bf16"``.
 
 Example:
     >>> import torch
