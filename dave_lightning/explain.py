@@ -448,10 +448,10 @@ def explain_images(options: ExplainOptions) -> list[Path]:
 
     Raises:
         ExplainError: Before any work, for a bad value (``num_samples``, ``num_classes``,
-            ``target``, ``method``, ``device``, ``autocast``), an ``out`` that is a file or not writable, or a
-            missing/unreadable image; then for a checkpoint torch cannot read, a model timm
-            cannot build, a checkpoint that does not fit, a target outside the model's classes,
-            or a method the model does not support.
+            ``target``, ``method``, ``device``, ``autocast``), an ``out`` that is a file or not
+            writable, or a missing/unreadable image; then for a checkpoint torch cannot read, a
+            model timm cannot build, a checkpoint that does not fit, a target outside the
+            model's classes, or a method the model does not support.
     """
     from dave_lightning.viz import attribution_figure, to_display
 

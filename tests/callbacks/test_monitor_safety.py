@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -82,7 +83,7 @@ def test_bf16_true_weights_are_attributed_through_a_float32_copy(
 ) -> None:
     pl.seed_everything(0, verbose=False)
     model = TinyClassifier(drop_rate=0.0)
-    monitor = AttributionMonitor(methods=["spy"], metrics=["deletion_auc"], **FAST)
+    monitor = AttributionMonitor(methods=["spy"], metrics=["deletion_auc"], autocast=None, **FAST)
     run = trainer(tmp_path, [monitor], max_epochs=1, precision="bf16-true", logger=False)
     run.fit(model, *loaders())
     probe_calls = [call for call in spy.calls if min(call["ids"]) >= 0]
@@ -120,3 +121,18 @@ def test_float32_network_restores_the_originals_even_when_the_block_raises() -> 
     for name, original, value in before:
         assert after[name] is original, name
         assert torch.equal(original, value), name
+
+
+@pytest.mark.slow
+def test_bf16_true_weights_under_bf16_autocast_as_auto_gives_on_a_gpu(tmp_path: Path) -> None:
+    """What ``autocast="auto"`` does on an A100-class GPU: the bf16 weights are used as they are."""
+    pl.seed_everything(0, verbose=False)
+    model = TinyClassifier(drop_rate=0.0)
+    monitor = AttributionMonitor(methods=["dave", "gradient"], autocast="bf16", **FAST)
+    run = trainer(tmp_path, [monitor], max_epochs=1, precision="bf16-true", logger=False)
+    run.fit(model, *loaders())
+    assert monitor.num_failures == 0
+    scores = monitor.history[-1]
+    assert {f"explain/{m}/energy_pg" for m in ("dave", "gradient")} <= set(scores)
+    assert all(math.isfinite(value) for value in scores.values())
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
