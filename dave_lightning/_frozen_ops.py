@@ -117,7 +117,12 @@ def _layer_norm_with_stats(
     device_type = x.device.type
     if torch.is_autocast_enabled(device_type):
         autocast_dtype = torch.get_autocast_dtype(device_type)
-        dtype = _layer_norm_dtype(device_type, autocast_dtype, x.dtype)
+        # compiled, the probe is traced (its dtype is known at trace time, its op dropped):
+        # dynamo warns about tracing through a cache, so it traces the uncached function
+        probe = (
+            _layer_norm_dtype.__wrapped__ if torch.compiler.is_compiling() else _layer_norm_dtype
+        )
+        dtype = probe(device_type, autocast_dtype, x.dtype)
         if dtype != x.dtype:  # autocast casts every floating argument (else none)
             x = x.to(dtype)
             weight = None if weight is None else weight.to(dtype)

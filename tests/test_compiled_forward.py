@@ -6,6 +6,7 @@ none passes vacuously (dynamo falls back to eager silently once its recompile li
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -149,3 +150,28 @@ def test_compiled_path_with_gradient_checkpointing(
     assert checkpointed_blocks
     assert _compiled_graphs() >= 1
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6 * float(eager.abs().max()))
+
+
+@pytest.mark.slow
+def test_compiled_path_under_bf16_autocast(fresh_dynamo: None) -> None:
+    """What the monitor does on a GPU with ``compile=True``: one graph, bf16's own precision.
+
+    Compilation may fuse and round bf16 operations differently, so the maps must agree with
+    eager bf16 well within bf16's own distance from float32. Dynamo no longer warns about tracing
+    through the cached LayerNorm dtype probe.
+    """
+    model = _model()
+    options = {**OPTIONS, "aggregation": "mean"}
+    float32 = DAVE(model, **options).attribute(_images(), TARGETS, keep_channels=True)
+    options["autocast_dtype"] = torch.bfloat16
+    eager = DAVE(model, **options).attribute(_images(), TARGETS, keep_channels=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = DAVE(model, compile=True, **options).attribute(
+            _images(), TARGETS, keep_channels=True
+        )
+    assert not [w for w in caught if "cache" in str(w.message)]
+    assert _compiled_graphs() == 1
+    bf16_error = float((eager - float32).abs().max())
+    assert bf16_error > 0  # autocast really ran
+    assert float((compiled - eager).abs().max()) <= 0.5 * bf16_error
