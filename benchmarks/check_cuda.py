@@ -16,10 +16,12 @@ Checks, each reported PASS / FAIL / SKIP with its figures:
    the same seed must be at least float32's own seed-to-seed correlation (bf16's error is then
    below DAVE's Monte-Carlo noise); the correlation with another seed's float32 maps is printed
    next to float32's seed-to-seed correlation.
-5. ``pytest -m cuda``: the test suite's CUDA-marked tests; with a GPU also
+5. ``compile``: ``DAVE(compile=True)`` against eager DAVE, in float32 (to 1e-4 of the map's
+   largest value) and under bf16 autocast (within half of bf16's own distance from float32).
+6. ``pytest -m cuda``: the test suite's CUDA-marked tests; with a GPU also
    ``tests/callbacks/test_monitor_fit.py`` (its Trainers pick the GPU by themselves).
 
-Without a GPU (or with ``--device cpu``) checks 1-4 run on the CPU with tiny settings, so the
+Without a GPU (or with ``--device cpu``) checks 1-5 run on the CPU with tiny settings, so the
 script can be checked end to end anywhere; the GPU-only parts say SKIP and why. Exit status 1
 when any check fails.
 
