@@ -40,6 +40,7 @@ __all__ = [
     "custom_scalars_layout",
     "epoch_scalars",
     "figure_to_array",
+    "figures_by_epoch",
     "gather_figure_maps",
     "log_epoch_figures",
     "log_figure",
@@ -222,10 +223,34 @@ def _row_titles(network: nn.Module, images: Tensor, labels: Tensor) -> list[str]
     return [f"label {int(y)} · pred {int(p)}" for y, p in zip(labels, predictions, strict=True)]
 
 
-def _png(config: MonitorConfig, name: str, trainer: Any) -> Path | None:
+def figures_by_epoch(trainer: Any, config: MonitorConfig) -> bool:
+    """Whether figures are indexed by epoch: the monitor explains at most once per epoch.
+
+    That is with ``every_n_epochs``, or when the trainer validates at the end of epochs only
+    (``val_check_interval=1.0``, the default). Otherwise (``val_check_interval=0.25``, a number
+    of batches, a time) figures are indexed by the step of the evaluation's scalars: TensorBoard
+    keeps one image per tag and step, so by epoch it would show only the last evaluation of each.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> config = SimpleNamespace(every_n_epochs=None)
+        >>> figures_by_epoch(SimpleNamespace(val_check_interval=1.0), config)
+        True
+        >>> figures_by_epoch(SimpleNamespace(val_check_interval=0.25), config)
+        False
+    """
+    if config.every_n_epochs is not None:
+        return True
+    interval = getattr(trainer, "val_check_interval", 1.0)
+    return isinstance(interval, float) and interval >= 1.0
+
+
+def _png(config: MonitorConfig, name: str, trainer: Any, step: int | None) -> Path | None:
+    """``{name}_epoch{E}.png``, or ``{name}_epoch{E}_step{S}.png`` for figures indexed by step."""
     if config.figure_dir is None:
         return None
-    return Path(config.figure_dir) / f"{name}_epoch{trainer.current_epoch:03d}.png"
+    suffix = "" if step is None else f"_step{step:07d}"
+    return Path(config.figure_dir) / f"{name}_epoch{trainer.current_epoch:03d}{suffix}.png"
 
 
 def log_epoch_figures(
@@ -239,11 +264,12 @@ def log_epoch_figures(
 ) -> None:
     """Log this evaluation's figures to every logger that takes images (and to ``figure_dir``).
 
-    Up to three figures, at the step of the epoch's scalars: ``{log_prefix}/overlays`` (the first
-    probe images with each method's map), ``{log_prefix}/deletion_curves`` (every method's mean
-    deletion curve and the random-order reference, when deletion is measured) and, with
-    ``noise_alpha="auto"``, ``{log_prefix}/dave/noise_sensitivity`` (DAVE's sensitivity curve
-    and the chosen level; the curve is also logged as scalars, with or without figures).
+    Up to three figures, indexed by epoch or by the scalars' step (:func:`figures_by_epoch`):
+    ``{log_prefix}/overlays`` (the first probe images with each method's map),
+    ``{log_prefix}/deletion_curves`` (every method's mean deletion curve and the random-order
+    reference, when deletion is measured) and, with ``noise_alpha="auto"``,
+    ``{log_prefix}/dave/noise_sensitivity`` (DAVE's sensitivity curve and the chosen level; the
+    curve is also logged as scalars, with or without figures).
 
     Args:
         trainer: The Lightning trainer (its loggers, epoch and step).
@@ -261,10 +287,12 @@ def log_epoch_figures(
     images = probe.images[:count].to(parameter.device, parameter.dtype)
     titles = _row_titles(network, images, probe.labels[:count])
     step, prefix = logging_step(trainer), config.log_prefix
+    by_epoch = figures_by_epoch(trainer, config)
+    epoch = trainer.current_epoch if by_epoch else None
 
     def send(name: str, tag: str, figure: Any) -> None:
-        png = _png(config, name, trainer)
-        log_figure(trainer.loggers, f"{prefix}/{tag}", figure, step, png, trainer.current_epoch)
+        png = _png(config, name, trainer, None if by_epoch else step)
+        log_figure(trainer.loggers, f"{prefix}/{tag}", figure, step, png, epoch)
 
     boxes = None if probe.boxes is None else probe.boxes[:count]
     display = to_display(images, *display_stats)

@@ -93,8 +93,10 @@ class AttributionMonitor(MonitorHooks, pl.Callback):
         dataloader_idx: Which validation loader the probe comes from (checked at the first
             validation, before any attribution).
         patch_size: Patch size for ``"patch_artifact"`` (default: the timm model's).
-        figure_dir: Also save each epoch's figures as PNG files in this folder (rank 0; also
-            with ``logger=False``).
+        figure_dir: Also save each evaluation's figures as PNG files in this folder (rank 0;
+            also with ``logger=False``): ``overlays_epoch003.png``, or
+            ``overlays_epoch003_step0001500.png`` when the monitor explains more than once per
+            epoch.
         recalibrate_noise_every_evaluation: With ``noise_alpha="auto"``, use the level chosen at
             each evaluation instead of keeping the first one (DAVE's curves then mix changes of
             the level with changes of the model).

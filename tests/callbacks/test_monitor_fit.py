@@ -258,3 +258,24 @@ def test_method_runs_are_closed_when_fit_raises(tmp_path: Path) -> None:
     assert len(monitor.history) == 1
     assert monitor.runs.folders == []  # every writer closed
     assert sorted(method_events(tmp_path)) == ["gradient"]
+
+
+def test_step_based_validation_keeps_every_evaluation_s_figures(tmp_path: Path) -> None:
+    """Validating twice per epoch: figures by step, one image and one PNG per evaluation.
+
+    Indexed by epoch, TensorBoard (one image per tag and step) would show only the last
+    evaluation of each epoch, and each PNG would overwrite the one before.
+    """
+    monitor = AttributionMonitor(
+        methods=["gradient"], metrics=["energy_pg"], figure_dir=str(tmp_path / "png"), **FAST
+    )
+    _fit(tmp_path, [monitor], limit_train_batches=4, val_check_interval=0.5)
+    assert len(monitor.history) == 4  # two per epoch, two epochs
+    logged = events(tmp_path)
+    scalar_steps = [event.step for event in logged.Scalars("explain/gradient/energy_pg")]
+    image_steps = [event.step for event in logged.Images("explain/overlays")]
+    assert image_steps == scalar_steps
+    assert len(set(image_steps)) == 4
+    saved = sorted(path.name for path in (tmp_path / "png").iterdir())
+    expected = [(0, image_steps[0]), (0, image_steps[1]), (1, image_steps[2]), (1, image_steps[3])]
+    assert saved == [f"overlays_epoch{e:03d}_step{s:07d}.png" for e, s in expected]
