@@ -37,13 +37,16 @@ def _images() -> torch.Tensor:
     return torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 
 
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16], ids=["float32", "bf16"])
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("name", available_attributors())
 def test_every_method_gives_the_same_maps_with_checkpointing(
-    name: str, fused: bool, checkpointed_blocks: list[int]
+    name: str, fused: bool, autocast: torch.dtype | None, checkpointed_blocks: list[int]
 ) -> None:
+    """Also under bf16 autocast (the GPU default): the recompute takes the forward's route."""
     model = _model(fused)
-    attributor = get_attributor(name, model, **FEW_PASSES.get(name, {}))
+    options = FEW_PASSES.get(name, {})
+    attributor = get_attributor(name, model, autocast_dtype=autocast, **options)
     without = attributor.attribute(_images(), TARGETS)
     model.set_grad_checkpointing(True)
     with_checkpointing = attributor.attribute(_images(), TARGETS)
