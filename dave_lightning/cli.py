@@ -25,7 +25,7 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def _add_explain(commands: Any) -> argparse.ArgumentParser:
-    from dave_lightning.precision import AUTOCAST_CHOICES
+    from dave_lightning.precision import AUTOCAST_FLAGS
     from dave_lightning.registry import available_attributors
 
     parser: argparse.ArgumentParser = commands.add_parser(
@@ -57,7 +57,7 @@ def _add_explain(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--autocast",
-        choices=["off" if choice is None else choice for choice in AUTOCAST_CHOICES],
+        choices=AUTOCAST_FLAGS,
         default="auto",
         help="precision: auto (default) is bf16 on a GPU with native bf16, else float32; "
         "off is float32",

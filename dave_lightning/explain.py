@@ -43,7 +43,7 @@ from dave_lightning.errors import (
     UnsupportedModelError,
 )
 from dave_lightning.image_files import load_rgb
-from dave_lightning.precision import AUTOCAST_CHOICES, autocast_dtype
+from dave_lightning.precision import AUTOCAST_CHOICES, AUTOCAST_FLAGS, autocast_dtype
 from dave_lightning.registry import available_attributors, get_attributor
 
 __all__ = [
@@ -426,7 +426,7 @@ def _check_options(options: ExplainOptions) -> None:
             f"--target must be 'pred' or a class index (0, 1, ...), not {options.target!r}"
         )
     if options.autocast not in AUTOCAST_CHOICES:
-        choices = ", ".join("off" if choice is None else choice for choice in AUTOCAST_CHOICES)
+        choices = ", ".join(AUTOCAST_FLAGS)
         raise ExplainError(f"--autocast must be one of {choices}, not {options.autocast!r}")
     _check_method(options.method)
     _device(options.device)

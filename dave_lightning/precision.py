@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["AUTOCAST_CHOICES", "autocast_dtype", "bf16_by_default"]
+__all__ = ["AUTOCAST_CHOICES", "AUTOCAST_FLAGS", "autocast_dtype", "bf16_by_default"]
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 AUTOCAST_CHOICES = (None, "auto", *_DTYPES)
 """Every value the ``autocast`` option takes (``None``: float32, autocast off)."""
+AUTOCAST_FLAGS = tuple("off" if choice is None else choice for choice in AUTOCAST_CHOICES)
+"""The same choices as ``dave-lightning explain --autocast`` spells them (``off`` for ``None``)."""
 
 
 def bf16_by_default(device: torch.device | str) -> bool:
